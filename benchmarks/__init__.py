@@ -1,0 +1,1 @@
+"""Shared harness: tasks, tiny denoiser, diffusion sampler, RL loop, runner and reports."""

@@ -1,0 +1,145 @@
+"""The one RL loop every divergence trains with.
+
+Per step: draw prompts, sample `group_size` completions for each with the shared sampler, score
+them with the task, turn rewards into group-relative advantages, then take `inner_updates`
+gradient steps on the same rollout. Before the first update, the old-policy and reference
+scores are computed for every inner update with that update's mask seed, so the student, old and
+reference passes of one update see identical masks. The divergence maps the assembled
+`DivergenceBatch` to a loss; AdamW and gradient-norm clipping do the rest.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from tqdm.auto import tqdm
+
+from benchmarks.advantages import group_advantages
+from benchmarks.evaluate import sample_texts
+from benchmarks.model import Denoiser, eos_mask
+from benchmarks.sampler import SamplerConfig
+from benchmarks.tasks.base import Problem, Task
+from divergences import Divergence, DivergenceBatch, Rollout, TokenScores
+
+
+@dataclass(frozen=True)
+class RLConfig:
+    """The budget and optimiser shared by every method, so comparisons are equal-budget."""
+
+    steps: int = 40
+    prompts_per_step: int = 16
+    group_size: int = 8
+    inner_updates: int = 2
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 0.2
+    rollout_temperature: float = 1.0
+
+    def __post_init__(self):
+        for name in ("steps", "prompts_per_step", "inner_updates"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.group_size < 2:
+            raise ValueError(f"group_size must be at least 2 for a group baseline, got {self.group_size}")
+
+
+def draw_rollout(
+    policy: Denoiser,
+    task: Task,
+    problems: Sequence[Problem],
+    group_size: int,
+    sampler: SamplerConfig,
+    generator: torch.Generator,
+) -> tuple[Rollout, torch.Tensor, list[str]]:
+    """Sample `group_size` completions per problem; returns the rollout, rewards [n] and texts."""
+    grouped = [problem for problem in problems for _ in range(group_size)]
+    policy.eval()
+    prompt_ids, prompt_mask, completion_ids, texts = sample_texts(
+        policy, task, [p.prompt for p in grouped], sampler, generator
+    )
+    rewards = torch.tensor([task.reward(p, text) for p, text in zip(grouped, texts)], dtype=torch.float32)
+    rollout = Rollout(prompt_ids, prompt_mask, completion_ids, eos_mask(completion_ids, policy.eos_token_id))
+    return rollout, rewards, texts
+
+
+def train_policy(
+    base: Denoiser,
+    task: Task,
+    divergence: Divergence,
+    config: RLConfig,
+    sampler: SamplerConfig,
+    train_problems: Sequence[Problem],
+    seed: int,
+    progress: bool = True,
+    on_step: Callable[[dict], None] | None = None,
+) -> tuple[Denoiser, list[dict]]:
+    """Post-train a copy of `base` with `divergence`; returns the policy and one log record per step."""
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    policy = copy.deepcopy(base).train()
+    reference = copy.deepcopy(base).eval().requires_grad_(False) if divergence.uses_reference else None
+    optimizer = torch.optim.AdamW(
+        policy.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=config.weight_decay
+    )
+    estimator = divergence.estimator
+    rollout_sampler = SamplerConfig(sampler.gen_length, sampler.block_length, sampler.steps, config.rollout_temperature)
+    logs: list[dict] = []
+
+    for step in tqdm(range(1, config.steps + 1), desc=f"{divergence.name} on {task.name}", disable=not progress):
+        started = time.perf_counter()
+
+        # 1. Rollout: prompts, grouped completions, rewards and advantages.
+        index = torch.randint(0, len(train_problems), (config.prompts_per_step,), generator=generator)
+        problems = [train_problems[i] for i in index.tolist()]
+        rollout, rewards, _ = draw_rollout(policy, task, problems, config.group_size, rollout_sampler, generator)
+        advantages = group_advantages(rewards, config.group_size, divergence.config.advantage)
+
+        # 2. Old-policy and reference scores for every inner update, before any parameter moves.
+        seeds = torch.randint(0, 2**31 - 1, (config.inner_updates,), generator=generator).tolist()
+        with torch.no_grad():
+            old = [estimator(policy, rollout, s) for s in seeds] if config.inner_updates > 1 else [None]
+            ref = [estimator(reference, rollout, s) for s in seeds] if reference is not None else None
+
+        # 3. Inner updates on the same rollout.
+        policy.train()
+        update_metrics = []
+        for k, mask_seed in enumerate(seeds):
+            student = estimator(policy, rollout, mask_seed)
+            old_scores = old[k] if old[k] is not None else _detached(student)
+            batch = DivergenceBatch(
+                student=student,
+                old=old_scores,
+                reference=ref[k] if ref is not None else None,
+                rewards=rewards,
+                advantages=advantages,
+                eos_mask=rollout.eos_mask,
+                group_size=config.group_size,
+            )
+            loss, metrics = divergence(batch)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item()
+            optimizer.step()
+            update_metrics.append(metrics)
+
+        record = {
+            "step": step,
+            "reward": rewards.mean().item(),
+            "reward_std": rewards.view(-1, config.group_size).std(dim=1).mean().item(),
+            "zero_advantage_fraction": (advantages == 0).float().mean().item(),
+            **{key: sum(m[key] for m in update_metrics) / len(update_metrics) for key in update_metrics[0]},
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        logs.append(record)
+        if on_step is not None:
+            on_step(record)
+
+    return policy.eval(), logs
+
+
+def _detached(scores: TokenScores) -> TokenScores:
+    return TokenScores(logp=scores.logp.detach(), weight=scores.weight)

@@ -1,0 +1,193 @@
+"""Run the benchmark: pretrain (or load) a base per task, post-train it with each method, evaluate.
+
+    python -m benchmarks.run --methods gdsd,elbo_grpo
+
+Every method starts from the same base model with the same rollout and gradient budget and the
+same seeds. The base and every trained policy are evaluated on the held-out test split with the
+shared sampler at temperature 0. Results go to `reports/<run-id>/`: summary.md, results.csv, a
+reward-curve PNG per task, per-step metrics (metrics.jsonl), the resolved config and provenance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import logging
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import torch
+from transformers.utils import logging as transformers_logging
+
+import divergences
+from benchmarks.evaluate import evaluate
+from benchmarks.io import atomic_write_text
+from benchmarks.presets import Preset, get_preset
+from benchmarks.pretrain import default_sampler, load_or_train_base
+from baselines import BASE_NAME, evaluate_base
+from benchmarks.report import write_report
+from benchmarks.rl import train_policy
+from benchmarks.tasks import TASKS, get_task
+
+log = logging.getLogger("benchmarks.run")
+PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "pandas", "matplotlib", "numpy")
+
+
+def parse_list(text: str, valid: list[str], kind: str) -> list[str]:
+    """Split a comma-separated list; "all" means every valid name; unknown names raise ValueError."""
+    names = valid if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
+    unknown = [name for name in names if name not in valid]
+    if unknown or not names:
+        raise ValueError(f"unknown {kind} {', '.join(map(repr, unknown)) or repr(text)}; valid {kind}s: {', '.join(valid)}")
+    return names
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        return [int(seed) for seed in text.split(",")]
+    except ValueError:
+        raise ValueError(f"invalid --seeds {text!r}; expected comma-separated integers such as 0,1,2") from None
+
+
+def git_commit() -> str:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def provenance(wall_seconds: dict[str, float]) -> dict:
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
+        "git_commit": git_commit(),
+        "python": platform.python_version(),
+        "versions": versions,
+        "hardware": f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
+        "wall_seconds": {key: round(value, 1) for key, value in wall_seconds.items()},
+    }
+
+
+class RunWriter:
+    """Keeps the raw records of a run and rewrites its files atomically after each finished piece."""
+
+    def __init__(self, run_dir: Path, config: dict):
+        self.run_dir = run_dir
+        self.config = config
+        self.evaluations: list[dict] = []
+        self.pretrain: dict[str, dict] = {}
+        self.metrics: list[dict] = []
+        self.wall_seconds: dict[str, float] = {}
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+
+    def flush(self) -> None:
+        records = {"pretrain": self.pretrain, "evaluations": self.evaluations}
+        atomic_write_text(self.run_dir / "records.json", json.dumps(records, indent=2) + "\n")
+        atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.metrics))
+        atomic_write_text(self.run_dir / "provenance.json", json.dumps(provenance(self.wall_seconds), indent=2) + "\n")
+        write_report(self.run_dir)
+
+
+def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, run_dir: Path, progress: bool) -> Path:
+    divergence_by_name = {name: divergences.get_divergence(name) for name in methods}
+    config = {
+        "methods": methods,
+        "tasks": tasks,
+        "seeds": seeds,
+        "preset": dataclasses.asdict(preset),
+        "divergences": {name: dataclasses.asdict(d.config) for name, d in divergence_by_name.items()},
+        "primary_metrics": {name: get_task(name).primary_metric for name in tasks},
+        "test_problems": preset.test_problems,
+    }
+    writer = RunWriter(run_dir, config)
+    started = time.perf_counter()
+
+    for task_name in tasks:
+        task = get_task(task_name)
+        phase = time.perf_counter()
+        base, record, _ = load_or_train_base(task, preset.pretrain, progress)
+        writer.pretrain[task_name] = record
+        writer.wall_seconds[f"{task_name}/pretrain"] = time.perf_counter() - phase
+        sampler = default_sampler(task)
+        test = task.problems("test", preset.test_problems, seed=0)
+        train = task.problems("train", preset.train_problems, seed=1)
+
+        phase = time.perf_counter()
+        result = evaluate_base(base, task, test, sampler, progress)
+        for seed in seeds:  # the base is deterministic: one evaluation serves every seed
+            writer.evaluations.append({"task": task_name, "method": BASE_NAME, "seed": seed, "metrics": result.metrics})
+        writer.wall_seconds[f"{task_name}/evaluate_base"] = time.perf_counter() - phase
+        log.info("%s base: %s", task_name, _format(result.metrics))
+
+        for method, divergence in divergence_by_name.items():
+            for seed in seeds:
+                phase = time.perf_counter()
+                policy, logs = train_policy(base, task, divergence, preset.rl, sampler, train, seed=seed, progress=progress)
+                writer.metrics += [{"task": task_name, "method": method, "seed": seed, **entry} for entry in logs]
+                writer.wall_seconds[f"{task_name}/{method}/seed{seed}/train"] = time.perf_counter() - phase
+                phase = time.perf_counter()
+                result = evaluate(policy, task, test, sampler, progress=progress, description=f"evaluate {method} on {task_name}")
+                writer.wall_seconds[f"{task_name}/{method}/seed{seed}/evaluate"] = time.perf_counter() - phase
+                writer.evaluations.append({"task": task_name, "method": method, "seed": seed, "metrics": result.metrics})
+                log.info("%s %s seed %d: %s", task_name, method, seed, _format(result.metrics))
+                writer.wall_seconds["total"] = time.perf_counter() - started
+                writer.flush()
+
+    writer.wall_seconds["total"] = time.perf_counter() - started
+    writer.flush()
+    return run_dir
+
+
+def _format(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{key} {value:.3f}" for key, value in metrics.items())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--methods", default="gdsd,elbo_grpo", help="comma-separated divergence names, or 'all'")
+    parser.add_argument("--tasks", default="sudoku,countdown", help="comma-separated task names, or 'all'")
+    parser.add_argument("--seeds", default="0", help="comma-separated RL seeds; every method runs once per seed")
+    parser.add_argument("--preset", default="tiny", help="run size: tiny (default) or smoke")
+    parser.add_argument("--output-dir", type=Path, default=Path("reports"), help="where the run directory is created")
+    parser.add_argument("--run-id", help="name of the run directory (default: UTC time and preset)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        methods = parse_list(args.methods, divergences.available(), "method")
+        tasks = parse_list(args.tasks, sorted(TASKS), "task")
+        seeds = parse_seeds(args.seeds)
+        preset = get_preset(args.preset)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    transformers_logging.disable_progress_bar()
+    run_id = args.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{args.preset}"
+    run_dir = run(methods, tasks, seeds, preset, args.output_dir / run_id, progress=not args.no_progress)
+    print(f"wrote {run_dir / 'summary.md'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

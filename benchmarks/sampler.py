@@ -1,0 +1,110 @@
+"""LLaDA-style sampling by low-confidence remasking; serves both rollouts and evaluation.
+
+The completion starts fully masked and is split into blocks that are filled left to right. Each
+block gets `steps / num_blocks` denoising steps. At every step the denoiser predicts all
+positions, a token is drawn at each masked position by the Gumbel-max trick, and the most
+confident masked positions of the current block (by the probability of the drawn token) are
+committed. The schedule spreads a block's masks evenly over its steps, the first steps taking the
+remainder. Every row of the batch is handled by the same tensor operations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from benchmarks.model import Denoiser
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Generation settings: completion length, block length, total steps and temperature."""
+
+    gen_length: int
+    block_length: int
+    steps: int
+    temperature: float = 0.0
+
+    def __post_init__(self):
+        if self.gen_length % self.block_length:
+            raise ValueError(f"gen_length {self.gen_length} is not a multiple of block_length {self.block_length}")
+        num_blocks = self.gen_length // self.block_length
+        if self.steps % num_blocks:
+            raise ValueError(f"steps {self.steps} is not a multiple of the number of blocks {num_blocks}")
+        if not 1 <= self.steps // num_blocks <= self.block_length:
+            raise ValueError(f"steps per block must be between 1 and block_length {self.block_length}, got {self.steps // num_blocks}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+
+    @property
+    def num_blocks(self) -> int:
+        return self.gen_length // self.block_length
+
+
+def transfer_schedule(mask_count: Tensor, steps: int) -> Tensor:
+    """Split each row's mask count evenly over `steps`: [b] -> [b, steps], earliest steps get the remainder."""
+    base = mask_count // steps
+    remainder = mask_count % steps
+    schedule = base[:, None].expand(-1, steps).clone()
+    schedule += (torch.arange(steps, device=mask_count.device)[None, :] < remainder[:, None]).long()
+    return schedule
+
+
+def sample_tokens(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
+    """Draw one token per position from softmax(logits / temperature); argmax when temperature is 0.
+
+    The Gumbel noise is computed in float64: in low precision the perturbed scores tie and
+    sampling degrades towards greedy decoding.
+    """
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    uniform = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
+    gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-300)))
+    return (logits.double() + temperature * gumbel).argmax(dim=-1)
+
+
+@torch.no_grad()
+def generate(
+    denoiser: Denoiser,
+    prompt_ids: Tensor,
+    prompt_mask: Tensor,
+    config: SamplerConfig,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Sample completions for a batch of prompts; returns completion ids [b, gen_length].
+
+    The mask token is never drawn, so no mask is left when the last step has run.
+    """
+    batch_size, prompt_length = prompt_ids.shape
+    mask_id = denoiser.mask_token_id
+    device = prompt_ids.device
+    completion = torch.full((batch_size, config.gen_length), mask_id, dtype=torch.long, device=device)
+    x = torch.cat([prompt_ids, completion], dim=1)  # [b, p + l]
+    attention_mask = torch.cat([prompt_mask, torch.ones_like(completion)], dim=1)
+    steps_per_block = config.steps // config.num_blocks
+    positions = torch.arange(x.shape[1], device=device)
+
+    for block in range(config.num_blocks):
+        start = prompt_length + block * config.block_length
+        in_block = (positions >= start) & (positions < start + config.block_length)  # [p + l]
+        schedule = transfer_schedule((x[:, in_block] == mask_id).sum(dim=1), steps_per_block)  # [b, steps]
+
+        for step in range(steps_per_block):
+            masked = (x == mask_id) & in_block  # [b, p + l]
+            logits = denoiser(x, attention_mask)  # [b, p + l, V]
+            logits[..., mask_id] = float("-inf")
+            drawn = sample_tokens(logits, config.temperature, generator)  # [b, p + l]
+            probs = torch.softmax(logits.double(), dim=-1)
+            confidence = probs.gather(-1, drawn[..., None]).squeeze(-1)
+            confidence = torch.where(masked, confidence, float("-inf"))
+
+            # Commit the k most confident masked positions of each row, k varying per row.
+            count = schedule[:, step]  # [b]
+            top = confidence.topk(int(count.max()), dim=1).indices  # [b, k_max]
+            keep = torch.arange(top.shape[1], device=device)[None, :] < count[:, None]
+            commit = torch.zeros_like(masked).scatter_(1, top, keep)
+            x = torch.where(commit, drawn, x)
+
+    return x[:, prompt_length:]

@@ -1,0 +1,20 @@
+"""Registry of RL objectives for masked diffusion LMs, each cast as a divergence to one teacher.
+
+`get_divergence(name)` builds one; `available()` lists the registered names.
+"""
+
+from divergences import elbo_grpo, gdsd  # noqa: F401  (importing registers them)
+from divergences.base import REGISTRY, Divergence, DivergenceConfig, available, get_divergence, register
+from divergences.batch import DivergenceBatch, Rollout, TokenScores
+
+__all__ = [
+    "REGISTRY",
+    "Divergence",
+    "DivergenceBatch",
+    "DivergenceConfig",
+    "Rollout",
+    "TokenScores",
+    "available",
+    "get_divergence",
+    "register",
+]

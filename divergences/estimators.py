@@ -1,0 +1,112 @@
+"""Likelihood estimators shared by the divergences.
+
+A dLLM's sequence likelihood is intractable, so each method scores a completion with one of these
+estimators. An estimator draws masks from a seed, runs the denoiser on the masked sequences and
+returns per-token terms (`TokenScores`). The same seed gives the same masks, which is how the
+student, old-policy and reference passes of one update share their masking.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from divergences.batch import Rollout, TokenScores
+
+
+class DenoiserLike(Protocol):
+    mask_token_id: int
+
+    def __call__(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor: ...
+
+
+def completion_log_probs(
+    denoiser: DenoiserLike, noisy_ids: Tensor, attention_mask: Tensor, completion_ids: Tensor
+) -> Tensor:
+    """Return log p(o_j | noisy sequence) for every completion position: [n, l]."""
+    length = completion_ids.shape[1]
+    logits = denoiser(noisy_ids, attention_mask)[:, -length:]  # [n, l, V]
+    return -F.cross_entropy(logits.transpose(1, 2), completion_ids, reduction="none")  # [n, l]
+
+
+def stratified_mask_counts(batch_size: int, length: int, generator: torch.Generator) -> Tensor:
+    """Masked counts in {0, ..., length}, evenly spread over the batch from a random offset: [b].
+
+    Stratifying the counts across the batch lowers the variance of the batch's mean estimate
+    compared with drawing each count independently, as the GDSD reference does. Flooring (where
+    the reference rounds half to even) keeps the counts equally frequent when the batch is a
+    multiple of length + 1.
+    """
+    offset = torch.randint(0, length + 1, (), generator=generator).item()
+    spacing = (length + 1) / batch_size
+    counts = torch.floor(offset + spacing * torch.arange(batch_size, dtype=torch.float64)).long()
+    return counts % (length + 1)
+
+
+def random_subset_mask(counts: Tensor, length: int, generator: torch.Generator) -> Tensor:
+    """Mask a uniformly random subset of `counts[i]` positions in each row: [b, length] bool."""
+    ranks = torch.rand(counts.shape[0], length, generator=generator).argsort(dim=1).argsort(dim=1)
+    return ranks < counts[:, None]
+
+
+@dataclass(frozen=True)
+class MeanFieldEstimator:
+    """One-step mean field (diffu-GRPO, wd1): every completion token masked in one pass.
+
+    Each prompt token is also masked with probability `p_mask_prompt`, which regularises the
+    per-token ratios over inner updates. log p(o) is approximated by sum_j log p(o_j | prompt~, all masked).
+    """
+
+    p_mask_prompt: float = 0.15
+    draws: int = 1
+
+    def __call__(self, denoiser: DenoiserLike, rollout: Rollout, seed: int) -> TokenScores:
+        generator = torch.Generator().manual_seed(seed)
+        mask_id = denoiser.mask_token_id
+        logps = []
+        for _ in range(self.draws):
+            hide_prompt = torch.rand(rollout.prompt_ids.shape, generator=generator) < self.p_mask_prompt
+            hide_prompt &= rollout.prompt_mask.bool()
+            noisy_prompt = torch.where(hide_prompt, mask_id, rollout.prompt_ids)
+            noisy = torch.cat([noisy_prompt, torch.full_like(rollout.completion_ids, mask_id)], dim=1)
+            logps.append(completion_log_probs(denoiser, noisy, rollout.attention_mask, rollout.completion_ids))
+        logp = torch.stack(logps)  # [d, b, l]
+        return TokenScores(logp=logp, weight=torch.ones_like(logp))
+
+
+@dataclass(frozen=True)
+class CoupledEstimator:
+    """Coupled complementary masks: each completion token is predicted exactly once per draw.
+
+    Per draw, a sequence masks a random subset of n of its L completion positions in one pass and
+    the complement in a second pass; n is stratified over the batch. Without 1/t weighting (GDSD)
+    the score is the mean of the two passes, (1/2) * sum_j log p(o_j | x_pass(j)), which is the
+    GDSD reference's convention. The 1/t-weighted variant is added with the ELBO-based methods.
+    """
+
+    draws: int = 1
+
+    def __call__(self, denoiser: DenoiserLike, rollout: Rollout, seed: int) -> TokenScores:
+        generator = torch.Generator().manual_seed(seed)
+        mask_id = denoiser.mask_token_id
+        batch_size, length = rollout.completion_ids.shape
+        logps = []
+        for _ in range(self.draws):
+            counts = stratified_mask_counts(batch_size, length, generator)
+            first = random_subset_mask(counts, length, generator)  # [b, l]
+            hidden = torch.cat([first, ~first])  # [2b, l]: the pass and its complement
+            noisy_completion = torch.where(hidden, mask_id, rollout.completion_ids.repeat(2, 1))
+            noisy = torch.cat([rollout.prompt_ids.repeat(2, 1), noisy_completion], dim=1)
+            both = completion_log_probs(
+                denoiser, noisy, rollout.attention_mask.repeat(2, 1), rollout.completion_ids.repeat(2, 1)
+            )  # [2b, l]
+            logps.append(torch.where(first, both[:batch_size], both[batch_size:]))
+        logp = torch.stack(logps)  # [d, b, l]
+        return TokenScores(logp=logp, weight=torch.full_like(logp, 0.5))
+
+
+Estimator = Callable[[DenoiserLike, Rollout, int], TokenScores]

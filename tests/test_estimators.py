@@ -1,0 +1,83 @@
+import torch
+
+from benchmarks.model import encode_completions, encode_prompts, eos_mask
+from divergences import Rollout
+from divergences.estimators import CoupledEstimator, MeanFieldEstimator, stratified_mask_counts
+
+
+class RecordingDenoiser:
+    def __init__(self, denoiser):
+        self.denoiser = denoiser
+        self.mask_token_id = denoiser.mask_token_id
+        self.inputs = []
+
+    def __call__(self, input_ids, attention_mask):
+        self.inputs.append(input_ids.clone())
+        return self.denoiser(input_ids, attention_mask)
+
+
+def make_rollout(tokenizer, rows=4):
+    prompt_ids, prompt_mask = encode_prompts(tokenizer, ["12,3:4", "9", "77,1:2", "5:5"][:rows], max_prompt_chars=8)
+    completion_ids = encode_completions(tokenizer, ["1+2", "9", "abcd", ""][:rows], length=6)
+    return Rollout(prompt_ids, prompt_mask, completion_ids, eos_mask(completion_ids, tokenizer.eos_token_id))
+
+
+def test_coupled_passes_are_complementary(denoiser, tokenizer):
+    rollout = make_rollout(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    scores = CoupledEstimator()(recorder, rollout, seed=3)
+    (noisy,) = recorder.inputs
+    masked = noisy[:, -6:] == tokenizer.mask_token_id  # [2b, l]
+    first, second = masked[:4], masked[4:]
+    assert torch.equal(first, ~second)
+    assert torch.equal(noisy[:, :-6], rollout.prompt_ids.repeat(2, 1))
+    assert torch.all(scores.weight == 0.5)
+
+
+def test_coupled_logp_comes_from_masked_pass(denoiser, tokenizer):
+    rollout = make_rollout(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    scores = CoupledEstimator()(recorder, rollout, seed=3)
+    (noisy,) = recorder.inputs
+    logits = denoiser(noisy, rollout.attention_mask.repeat(2, 1))[:, -6:]
+    logp = torch.log_softmax(logits, -1).gather(-1, rollout.completion_ids.repeat(2, 1)[..., None]).squeeze(-1)
+    first = noisy[:4, -6:] == tokenizer.mask_token_id
+    expected = torch.where(first, logp[:4], logp[4:])
+    assert torch.allclose(scores.logp[0], expected, atol=1e-6)
+
+
+def test_same_seed_same_masks(denoiser, tokenizer):
+    rollout = make_rollout(tokenizer)
+    for estimator in (CoupledEstimator(draws=2), MeanFieldEstimator(p_mask_prompt=0.5)):
+        first, second = RecordingDenoiser(denoiser), RecordingDenoiser(denoiser)
+        estimator(first, rollout, seed=11)
+        estimator(second, rollout, seed=11)
+        assert all(torch.equal(a, b) for a, b in zip(first.inputs, second.inputs))
+
+
+def test_stratified_counts_spread_over_range():
+    counts = stratified_mask_counts(batch_size=7, length=6, generator=torch.Generator().manual_seed(0))
+    assert sorted(counts.tolist()) == list(range(7))
+    counts = stratified_mask_counts(batch_size=14, length=6, generator=torch.Generator().manual_seed(1))
+    assert torch.bincount(counts, minlength=7).tolist() == [2] * 7
+
+
+def test_mean_field_masks_whole_completion(denoiser, tokenizer):
+    rollout = make_rollout(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    scores = MeanFieldEstimator(p_mask_prompt=0.0)(recorder, rollout, seed=0)
+    (noisy,) = recorder.inputs
+    assert (noisy[:, -6:] == tokenizer.mask_token_id).all()
+    assert torch.equal(noisy[:, :-6], rollout.prompt_ids)
+    assert scores.logp.shape == (1, 4, 6)
+
+
+def test_mean_field_masks_only_real_prompt_tokens(denoiser, tokenizer):
+    rollout = make_rollout(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    MeanFieldEstimator(p_mask_prompt=0.999)(recorder, rollout, seed=0)
+    (noisy,) = recorder.inputs
+    prompt = noisy[:, :-6]
+    padding = rollout.prompt_mask == 0
+    assert torch.equal(prompt[padding], rollout.prompt_ids[padding])
+    assert (prompt[~padding] == tokenizer.mask_token_id).float().mean() > 0.9

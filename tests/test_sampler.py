@@ -1,0 +1,103 @@
+import pytest
+import torch
+
+from benchmarks.model import encode_prompts
+from benchmarks.sampler import SamplerConfig, generate, sample_tokens, transfer_schedule
+
+
+class RecordingDenoiser:
+    """Wraps a denoiser and keeps a copy of every input it is called with."""
+
+    def __init__(self, denoiser):
+        self.denoiser = denoiser
+        self.mask_token_id = denoiser.mask_token_id
+        self.inputs = []
+
+    def __call__(self, input_ids, attention_mask):
+        self.inputs.append(input_ids.clone())
+        return self.denoiser(input_ids, attention_mask)
+
+
+def prompts(tokenizer):
+    return encode_prompts(tokenizer, ["1200", "30,1", "7", ""], max_prompt_chars=6)
+
+
+def test_schedule_spreads_remainder_first():
+    schedule = transfer_schedule(torch.tensor([8, 7, 3, 0]), steps=3)
+    assert schedule.tolist() == [[3, 3, 2], [3, 2, 2], [1, 1, 1], [0, 0, 0]]
+
+
+def test_sampler_keeps_prompt(denoiser, tokenizer):
+    prompt_ids, prompt_mask = prompts(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    generate(recorder, prompt_ids, prompt_mask, SamplerConfig(8, 4, 4, temperature=1.0), torch.Generator().manual_seed(0))
+    for seen in recorder.inputs:
+        assert torch.equal(seen[:, : prompt_ids.shape[1]], prompt_ids)
+
+
+def test_sampler_unmasks_scheduled_count(denoiser, tokenizer):
+    prompt_ids, prompt_mask = prompts(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    config = SamplerConfig(gen_length=8, block_length=4, steps=6, temperature=1.0)  # 3 steps of [2, 1, 1] per block
+    completion = generate(recorder, prompt_ids, prompt_mask, config, torch.Generator().manual_seed(0))
+    masks_left = [int((seen == tokenizer.mask_token_id).sum(dim=1)[0]) for seen in recorder.inputs]
+    assert masks_left == [8, 6, 5, 4, 2, 1]
+    for seen in recorder.inputs:  # every row follows the same schedule
+        counts = (seen == tokenizer.mask_token_id).sum(dim=1)
+        assert torch.all(counts == counts[0])
+    assert not (completion == tokenizer.mask_token_id).any()
+
+
+def test_sampler_fills_blocks_in_order(denoiser, tokenizer):
+    prompt_ids, prompt_mask = prompts(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    generate(recorder, prompt_ids, prompt_mask, SamplerConfig(8, 4, 4), torch.Generator().manual_seed(0))
+    second_block_start = recorder.inputs[2][:, -4:]
+    assert (recorder.inputs[2][:, -8:-4] != tokenizer.mask_token_id).all()
+    assert (second_block_start == tokenizer.mask_token_id).all()
+
+
+def test_sampler_greedy_is_deterministic(denoiser, tokenizer):
+    prompt_ids, prompt_mask = prompts(tokenizer)
+    config = SamplerConfig(8, 8, 4, temperature=0.0)
+    first = generate(denoiser, prompt_ids, prompt_mask, config, torch.Generator().manual_seed(0))
+    second = generate(denoiser, prompt_ids, prompt_mask, config, torch.Generator().manual_seed(1))
+    assert torch.equal(first, second)
+
+
+def test_sampler_temperature_varies_with_seed(denoiser, tokenizer):
+    prompt_ids, prompt_mask = prompts(tokenizer)
+    config = SamplerConfig(8, 8, 4, temperature=1.0)
+    first = generate(denoiser, prompt_ids, prompt_mask, config, torch.Generator().manual_seed(0))
+    again = generate(denoiser, prompt_ids, prompt_mask, config, torch.Generator().manual_seed(0))
+    other = generate(denoiser, prompt_ids, prompt_mask, config, torch.Generator().manual_seed(1))
+    assert torch.equal(first, again)
+    assert not torch.equal(first, other)
+
+
+def test_gumbel_sampling_matches_softmax():
+    logits = torch.log(torch.tensor([[0.7, 0.2, 0.1]])).expand(20000, 3)
+    drawn = sample_tokens(logits, temperature=1.0, generator=torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(drawn, minlength=3).double() / drawn.numel()
+    assert torch.allclose(frequencies, torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64), atol=0.015)
+
+
+def test_gumbel_temperature_sharpens():
+    logits = torch.log(torch.tensor([[0.6, 0.4]])).expand(20000, 2)
+    drawn = sample_tokens(logits, temperature=0.5, generator=torch.Generator().manual_seed(0))
+    # softmax(log p / 0.5) = p^2 / sum p^2 = 0.36 / 0.52
+    assert abs((drawn == 0).double().mean().item() - 0.36 / 0.52) < 0.015
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(gen_length=10, block_length=4, steps=4), "not a multiple of block_length"),
+        (dict(gen_length=8, block_length=4, steps=3), "not a multiple of the number of blocks"),
+        (dict(gen_length=8, block_length=4, steps=10), "steps per block"),
+        (dict(gen_length=8, block_length=4, steps=4, temperature=-1), "temperature"),
+    ],
+)
+def test_sampler_config_rejects(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        SamplerConfig(**kwargs)
