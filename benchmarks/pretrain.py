@@ -50,7 +50,7 @@ class PretrainConfig:
     max_steps: int = 3000
     eval_every: int = 10
     train_problems: int = 8192
-    heldout_problems: int = 256
+    heldout_problems: int = 128
     band: tuple[float, float] = (0.2, 0.5)
     min_t: float = 1e-3
     seed: int = 0

@@ -30,7 +30,7 @@ from divergences import Divergence, DivergenceBatch, Rollout, TokenScores
 class RLConfig:
     """The budget and optimiser shared by every method, so comparisons are equal-budget."""
 
-    steps: int = 40
+    steps: int = 30
     prompts_per_step: int = 16
     group_size: int = 8
     inner_updates: int = 2

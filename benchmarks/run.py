@@ -122,7 +122,7 @@ def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, 
     for task_name in tasks:
         task = get_task(task_name)
         phase = time.perf_counter()
-        base, record, _ = load_or_train_base(task, preset.pretrain, progress)
+        base, record, _ = load_or_train_base(task, preset.pretrain_for(task_name), progress)
         writer.pretrain[task_name] = record
         writer.wall_seconds[f"{task_name}/pretrain"] = time.perf_counter() - phase
         sampler = default_sampler(task)
