@@ -142,4 +142,5 @@ def train_policy(
 
 
 def _detached(scores: TokenScores) -> TokenScores:
-    return TokenScores(logp=scores.logp.detach(), weight=scores.weight)
+    logit = scores.logit.detach() if scores.logit is not None else None
+    return TokenScores(logp=scores.logp.detach(), weight=scores.weight, logit=logit)

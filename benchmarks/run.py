@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import time
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 import torch
 from transformers.utils import logging as transformers_logging
@@ -33,6 +35,7 @@ from benchmarks.io import atomic_write_text
 from benchmarks.presets import Preset, get_preset
 from benchmarks.pretrain import default_sampler, load_or_train_base
 from baselines import BASE_NAME, evaluate_base
+from baselines.rft import RFT_NAME, train_rft
 from benchmarks.report import write_report
 from benchmarks.rl import train_policy
 from benchmarks.tasks import TASKS, get_task
@@ -105,14 +108,34 @@ class RunWriter:
         write_report(self.run_dir)
 
 
+def method_names() -> list[str]:
+    """Every method the runner can train: the registered divergences, then the RFT baseline."""
+    return divergences.available() + [RFT_NAME]
+
+
+def trainer_for(method: str) -> Callable:
+    """Return a function with the signature of `train_policy` minus the divergence, for `method`."""
+    if method == RFT_NAME:
+        return train_rft
+    divergence = divergences.get_divergence(method)
+    return functools.partial(_train_divergence, divergence)
+
+
+def _train_divergence(divergence, base, task, config, sampler, train_problems, seed, progress):
+    return train_policy(base, task, divergence, config, sampler, train_problems, seed=seed, progress=progress)
+
+
 def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, run_dir: Path, progress: bool) -> Path:
-    divergence_by_name = {name: divergences.get_divergence(name) for name in methods}
+    trainers = {name: trainer_for(name) for name in methods}
+    divergence_configs = {
+        name: dataclasses.asdict(divergences.get_divergence(name).config) for name in methods if name != RFT_NAME
+    }
     config = {
         "methods": methods,
         "tasks": tasks,
         "seeds": seeds,
         "preset": dataclasses.asdict(preset),
-        "divergences": {name: dataclasses.asdict(d.config) for name, d in divergence_by_name.items()},
+        "divergences": divergence_configs,
         "primary_metrics": {name: get_task(name).primary_metric for name in tasks},
         "test_problems": preset.test_problems,
     }
@@ -136,10 +159,10 @@ def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, 
         writer.wall_seconds[f"{task_name}/evaluate_base"] = time.perf_counter() - phase
         log.info("%s base: %s", task_name, _format(result.metrics))
 
-        for method, divergence in divergence_by_name.items():
+        for method, trainer in trainers.items():
             for seed in seeds:
                 phase = time.perf_counter()
-                policy, logs = train_policy(base, task, divergence, preset.rl, sampler, train, seed=seed, progress=progress)
+                policy, logs = trainer(base, task, preset.rl, sampler, train, seed=seed, progress=progress)
                 writer.metrics += [{"task": task_name, "method": method, "seed": seed, **entry} for entry in logs]
                 writer.wall_seconds[f"{task_name}/{method}/seed{seed}/train"] = time.perf_counter() - phase
                 phase = time.perf_counter()
@@ -161,7 +184,7 @@ def _format(metrics: dict[str, float]) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--methods", default="gdsd,elbo_grpo", help="comma-separated divergence names, or 'all'")
+    parser.add_argument("--methods", default="gdsd,elbo_grpo", help="comma-separated method names (divergences or rft), or 'all'")
     parser.add_argument("--tasks", default="sudoku,countdown", help="comma-separated task names, or 'all'")
     parser.add_argument("--seeds", default="0", help="comma-separated RL seeds; every method runs once per seed")
     parser.add_argument("--preset", default="tiny", help="run size: tiny (default) or smoke")
@@ -174,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        methods = parse_list(args.methods, divergences.available(), "method")
+        methods = parse_list(args.methods, method_names(), "method")
         tasks = parse_list(args.tasks, sorted(TASKS), "task")
         seeds = parse_seeds(args.seeds)
         preset = get_preset(args.preset)

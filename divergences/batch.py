@@ -38,11 +38,13 @@ class TokenScores:
     `logp[k, i, j]` is log p(o_j | x_t) of completion token j of sequence i in draw k, taken from
     the forward pass in which position j was masked (0 where it was not predicted). `weight` is the
     estimator's coefficient of that term (0 where not predicted), so an estimator's sequence score
-    is the weighted sum over the counted positions.
+    is the weighted sum over the counted positions. `logit`, where the estimator provides it, is
+    the centred logit z(o_j) - mean_vocab(z) of the same pass.
     """
 
     logp: Tensor  # [d, b, l]
     weight: Tensor  # [d, b, l]
+    logit: Tensor | None = None  # [d, b, l]
 
     def sequence(self, positions: Tensor) -> Tensor:
         """Sum the weighted terms over the counted positions [b, l]: returns [d, b]."""

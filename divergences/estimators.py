@@ -18,6 +18,9 @@ from torch import Tensor
 from divergences.batch import Rollout, TokenScores
 
 
+COUPLED_WEIGHTINGS = ("none", "inverse_t")
+
+
 class DenoiserLike(Protocol):
     mask_token_id: int
 
@@ -26,11 +29,17 @@ class DenoiserLike(Protocol):
 
 def completion_log_probs(
     denoiser: DenoiserLike, noisy_ids: Tensor, attention_mask: Tensor, completion_ids: Tensor
-) -> Tensor:
-    """Return log p(o_j | noisy sequence) for every completion position: [n, l]."""
+) -> tuple[Tensor, Tensor]:
+    """Score every completion position of the noisy sequences.
+
+    Returns log p(o_j | noisy sequence) and the centred logit of o_j, z(o_j) - mean_vocab(z),
+    both [n, l].
+    """
     length = completion_ids.shape[1]
     logits = denoiser(noisy_ids, attention_mask)[:, -length:]  # [n, l, V]
-    return -F.cross_entropy(logits.transpose(1, 2), completion_ids, reduction="none")  # [n, l]
+    logp = -F.cross_entropy(logits.transpose(1, 2), completion_ids, reduction="none")
+    centred = logits.gather(-1, completion_ids[..., None]).squeeze(-1) - logits.mean(dim=-1)
+    return logp, centred
 
 
 def stratified_mask_counts(batch_size: int, length: int, generator: torch.Generator) -> Tensor:
@@ -73,7 +82,7 @@ class MeanFieldEstimator:
             hide_prompt &= rollout.prompt_mask.bool()
             noisy_prompt = torch.where(hide_prompt, mask_id, rollout.prompt_ids)
             noisy = torch.cat([noisy_prompt, torch.full_like(rollout.completion_ids, mask_id)], dim=1)
-            logps.append(completion_log_probs(denoiser, noisy, rollout.attention_mask, rollout.completion_ids))
+            logps.append(completion_log_probs(denoiser, noisy, rollout.attention_mask, rollout.completion_ids)[0])
         logp = torch.stack(logps)  # [d, b, l]
         return TokenScores(logp=logp, weight=torch.ones_like(logp))
 
@@ -83,30 +92,52 @@ class CoupledEstimator:
     """Coupled complementary masks: each completion token is predicted exactly once per draw.
 
     Per draw, a sequence masks a random subset of n of its L completion positions in one pass and
-    the complement in a second pass; n is stratified over the batch. Without 1/t weighting (GDSD)
-    the score is the mean of the two passes, (1/2) * sum_j log p(o_j | x_pass(j)), which is the
-    GDSD reference's convention. The 1/t-weighted variant is added with the ELBO-based methods.
+    the complement in a second pass, with n stratified over the batch and t = n / (L + 1). The
+    score is the mean of the two passes' estimates, as in the GDSD and ESPO reference code:
+
+        weighting "none"      (GDSD):  (1/2) sum_j log p(o_j | x_pass(j))
+        weighting "inverse_t" (ESPO):  (1/2) [sum_{j in pass 1} log p / t
+                                              + sum_{j in pass 2} log p / (L / (L + 1) - t)]
+
+    The second pass masks L - n positions, a ratio of L / (L + 1) - t, so each pass is an
+    importance-weighted ELBO estimate and neither weight divides by zero.
     """
 
     draws: int = 1
+    weighting: str = "none"
+
+    def __post_init__(self):
+        if self.weighting not in COUPLED_WEIGHTINGS:
+            raise ValueError(f"invalid weighting {self.weighting!r}; valid choices: {', '.join(COUPLED_WEIGHTINGS)}")
 
     def __call__(self, denoiser: DenoiserLike, rollout: Rollout, seed: int) -> TokenScores:
         generator = torch.Generator().manual_seed(seed)
         mask_id = denoiser.mask_token_id
         batch_size, length = rollout.completion_ids.shape
-        logps = []
+        logps, logits, weights = [], [], []
         for _ in range(self.draws):
             counts = stratified_mask_counts(batch_size, length, generator)
             first = random_subset_mask(counts, length, generator)  # [b, l]
             hidden = torch.cat([first, ~first])  # [2b, l]: the pass and its complement
             noisy_completion = torch.where(hidden, mask_id, rollout.completion_ids.repeat(2, 1))
             noisy = torch.cat([rollout.prompt_ids.repeat(2, 1), noisy_completion], dim=1)
-            both = completion_log_probs(
+            logp, centred = completion_log_probs(
                 denoiser, noisy, rollout.attention_mask.repeat(2, 1), rollout.completion_ids.repeat(2, 1)
-            )  # [2b, l]
-            logps.append(torch.where(first, both[:batch_size], both[batch_size:]))
-        logp = torch.stack(logps)  # [d, b, l]
-        return TokenScores(logp=logp, weight=torch.full_like(logp, 0.5))
+            )  # [2b, l] each
+            logps.append(torch.where(first, logp[:batch_size], logp[batch_size:]))
+            logits.append(torch.where(first, centred[:batch_size], centred[batch_size:]))
+            weights.append(self._weights(first, counts, length))
+        return TokenScores(logp=torch.stack(logps), weight=torch.stack(weights), logit=torch.stack(logits))
+
+    def _weights(self, first: Tensor, counts: Tensor, length: int) -> Tensor:
+        """Coefficient of each token's log-prob: [b, l]."""
+        if self.weighting == "none":
+            return torch.full(first.shape, 0.5)
+        t = (counts.double() / (length + 1))[:, None]  # [b, 1]
+        complement_t = length / (length + 1) - t
+        # A pass with no masked position never uses its weight, so the clamp only avoids inf * 0.
+        weight = torch.where(first, 1 / t.clamp_min(1e-12), 1 / complement_t.clamp_min(1e-12))
+        return (0.5 * weight).float()
 
 
 Estimator = Callable[[DenoiserLike, Rollout, int], TokenScores]

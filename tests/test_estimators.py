@@ -81,3 +81,25 @@ def test_mean_field_masks_only_real_prompt_tokens(denoiser, tokenizer):
     padding = rollout.prompt_mask == 0
     assert torch.equal(prompt[padding], rollout.prompt_ids[padding])
     assert (prompt[~padding] == tokenizer.mask_token_id).float().mean() > 0.9
+
+
+def test_coupled_inverse_t_weights(denoiser, tokenizer):
+    rollout = make_rollout(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    scores = CoupledEstimator(weighting="inverse_t")(recorder, rollout, seed=5)
+    (noisy,) = recorder.inputs
+    first = noisy[:4, -6:] == tokenizer.mask_token_id  # [b, l]
+    length = 6
+    for row in range(4):
+        masked = int(first[row].sum())
+        # t = n / (L + 1) for the first pass; the complement masks L - n, a ratio of (L - n) / (L + 1).
+        for position in range(length):
+            expected = 0.5 * (length + 1) / (masked if first[row, position] else length - masked)
+            assert abs(scores.weight[0, row, position].item() - expected) < 1e-5
+
+
+def test_coupled_rejects_unknown_weighting():
+    import pytest
+
+    with pytest.raises(ValueError, match="valid choices: none, inverse_t"):
+        CoupledEstimator(weighting="sqrt")

@@ -1,0 +1,111 @@
+"""Reward-filtered fine-tuning (RFT): a non-RL reference row with the RL loop's rollout budget.
+
+Per step: draw `prompts_per_step` prompts and sample `group_size` completions for each at the
+rollout temperature, with the sampler, generator and draw order of `benchmarks.rl.train_policy`.
+Keep each group's highest-reward completion unless that reward is 0 or less. Then take `inner_updates`
+AdamW steps of the pretraining masked-diffusion loss on the kept (prompt, completion) pairs:
+
+    loss = sum_{i kept, j} 1[j masked] CE(o_ij) / t_i  /  (n_kept L),   t_i ~ U(min_t, 1)
+
+Kept completions are rewritten in the pretraining format, every token after the first
+end-of-sequence token replaced by end-of-sequence, so RFT fine-tunes on the same kind of
+target the base was pretrained on.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from benchmarks.model import Denoiser
+from benchmarks.pretrain import PretrainConfig, diffusion_loss
+from benchmarks.rl import RLConfig, draw_rollout
+from benchmarks.sampler import SamplerConfig
+from benchmarks.tasks.base import Problem, Task
+
+RFT_NAME = "rft"
+MIN_T = PretrainConfig.min_t  # smallest mask ratio of the diffusion loss, as in pretraining
+
+
+def best_per_group(rewards: Tensor, group_size: int) -> Tensor:
+    """Select the highest-reward completion of each group; returns flat row indices [k].
+
+    `rewards` [n] contains `group_size` consecutive completions per prompt. Ties go to the first
+    completion. A group whose best reward is not above 0 is skipped, so k <= n / group_size.
+    """
+    if rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    grouped = rewards.view(-1, group_size)  # [groups, g]
+    best, column = grouped.max(dim=1)  # [groups] each
+    rows = torch.arange(grouped.shape[0]) * group_size + column
+    return rows[best > 0]
+
+
+def train_rft(
+    base: Denoiser,
+    task: Task,
+    config: RLConfig,
+    sampler: SamplerConfig,
+    train_problems: Sequence[Problem],
+    seed: int,
+    progress: bool = True,
+    on_step: Callable[[dict], None] | None = None,
+) -> tuple[Denoiser, list[dict]]:
+    """Fine-tune a copy of `base` on its own best completions; returns the policy and one log record per step.
+
+    A step that keeps no completion takes no update and logs `loss` and `grad_norm` as None.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    policy = copy.deepcopy(base).train()
+    optimizer = torch.optim.AdamW(
+        policy.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=config.weight_decay
+    )
+    rollout_sampler = SamplerConfig(sampler.gen_length, sampler.block_length, sampler.steps, config.rollout_temperature)
+    logs: list[dict] = []
+
+    for step in tqdm(range(1, config.steps + 1), desc=f"{RFT_NAME} on {task.name}", disable=not progress):
+        started = time.perf_counter()
+
+        # 1. Rollout, drawn in the same order from the same generator as the RL loop.
+        index = torch.randint(0, len(train_problems), (config.prompts_per_step,), generator=generator)
+        problems = [train_problems[i] for i in index.tolist()]
+        rollout, rewards, _ = draw_rollout(policy, task, problems, config.group_size, rollout_sampler, generator)
+
+        # 2. Keep each group's best completion, in the pretraining target format.
+        best_rows = best_per_group(rewards, config.group_size)  # [k]
+        eos = torch.full_like(rollout.completion_ids, policy.eos_token_id)
+        completions = torch.where(rollout.eos_mask, rollout.completion_ids, eos)[best_rows]  # [k, l]
+        prompt_ids, prompt_mask = rollout.prompt_ids[best_rows], rollout.prompt_mask[best_rows]  # [k, p] each
+
+        # 3. Masked-diffusion updates on the kept pairs, a fresh mask per update.
+        losses, grad_norms = [], []
+        if len(best_rows) > 0:
+            policy.train()
+            for _ in range(config.inner_updates):
+                loss = diffusion_loss(policy, prompt_ids, prompt_mask, completions, MIN_T, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norms.append(torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item())
+                optimizer.step()
+                losses.append(loss.item())
+
+        record = {
+            "step": step,
+            "reward": rewards.mean().item(),
+            "reward_std": rewards.view(-1, config.group_size).std(dim=1).mean().item(),
+            "kept_fraction": len(best_rows) / config.prompts_per_step,
+            "loss": sum(losses) / len(losses) if losses else None,
+            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        logs.append(record)
+        if on_step is not None:
+            on_step(record)
+
+    return policy.eval(), logs
