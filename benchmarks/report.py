@@ -101,7 +101,7 @@ def render_summary(run_dir: Path, config: dict, provenance: dict, records: list[
         "",
         "## Reward curves",
         "",
-        *[f"![{task}](reward_{task}.png)" for task in primary],
+        *[f"![{task}](reward_{task}.png)" for task in primary if (run_dir / f"reward_{task}.png").exists()],
         "",
         "## Provenance",
         "",
@@ -124,6 +124,7 @@ def write_report(run_dir: Path) -> None:
     for task in config["primary_metrics"]:
         if not metrics.empty and (metrics.task == task).any():
             plot_reward_curves(metrics, task, config["methods"], run_dir / f"reward_{task}.png")
+    # The summary links only the figures written above, so it goes last.
     atomic_write_text(run_dir / "summary.md", render_summary(run_dir, config, provenance, records, pretrain))
 
 

@@ -141,7 +141,21 @@ def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, 
     }
     writer = RunWriter(run_dir, config)
     started = time.perf_counter()
+    try:
+        _run_tasks(writer, trainers, tasks, seeds, preset, progress, started)
+    except KeyboardInterrupt:
+        # Every finished (task, method, seed) is already on disk; rewrite the report from those alone.
+        writer.wall_seconds["total"] = time.perf_counter() - started
+        writer.flush()
+        log.warning("interrupted: %s holds the runs that finished", run_dir)
+        raise
 
+    writer.wall_seconds["total"] = time.perf_counter() - started
+    writer.flush()
+    return run_dir
+
+
+def _run_tasks(writer, trainers, tasks, seeds, preset, progress, started) -> None:
     for task_name in tasks:
         task = get_task(task_name)
         phase = time.perf_counter()
@@ -158,6 +172,7 @@ def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, 
             writer.evaluations.append({"task": task_name, "method": BASE_NAME, "seed": seed, "metrics": result.metrics})
         writer.wall_seconds[f"{task_name}/evaluate_base"] = time.perf_counter() - phase
         log.info("%s base: %s", task_name, _format(result.metrics))
+        writer.flush()
 
         for method, trainer in trainers.items():
             for seed in seeds:
@@ -172,10 +187,6 @@ def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, 
                 log.info("%s %s seed %d: %s", task_name, method, seed, _format(result.metrics))
                 writer.wall_seconds["total"] = time.perf_counter() - started
                 writer.flush()
-
-    writer.wall_seconds["total"] = time.perf_counter() - started
-    writer.flush()
-    return run_dir
 
 
 def _format(metrics: dict[str, float]) -> str:
@@ -207,7 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     transformers_logging.disable_progress_bar()
     run_id = args.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{args.preset}"
-    run_dir = run(methods, tasks, seeds, preset, args.output_dir / run_id, progress=not args.no_progress)
+    try:
+        run_dir = run(methods, tasks, seeds, preset, args.output_dir / run_id, progress=not args.no_progress)
+    except KeyboardInterrupt:
+        return 130
     print(f"wrote {run_dir / 'summary.md'}")
     return 0
 

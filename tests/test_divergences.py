@@ -21,7 +21,7 @@ def batch(student, old, reference=None, advantages=(1.0, -1.0), eos=((True, True
 
 
 def test_registry_lists_methods_on_unknown_name():
-    with pytest.raises(ValueError, match=r"unknown method 'nope'; valid methods: elbo_grpo, gdsd"):
+    with pytest.raises(ValueError, match=r"unknown method 'nope'; valid methods: dmpo, elbo_grpo, elbo_pg, espo, gdsd, gdsd_logits, gdsd_tlc, spg, wd1"):
         get_divergence("nope")
 
 
@@ -98,4 +98,6 @@ def test_elbo_grpo_k3_reference_term():
 
 
 def test_divergences_registered():
-    assert divergences.available() == ["elbo_grpo", "gdsd"]
+    assert divergences.available() == [
+        "dmpo", "elbo_grpo", "elbo_pg", "espo", "gdsd", "gdsd_logits", "gdsd_tlc", "spg", "wd1",
+    ]

@@ -13,7 +13,7 @@ def test_unknown_method_exits_with_one_line():
     )
     assert result.returncode != 0
     lines = result.stderr.strip().splitlines()
-    assert lines == ["error: unknown method 'nope'; valid methods: elbo_grpo, gdsd, rft"]
+    assert lines == ["error: unknown method 'nope'; valid methods: dmpo, elbo_grpo, elbo_pg, espo, gdsd, gdsd_logits, gdsd_tlc, spg, wd1, rft"]
 
 
 def test_unknown_task_and_preset_rejected(capsys):
