@@ -101,7 +101,8 @@ def train_policy(
         # 2. Old-policy and reference scores for every inner update, before any parameter moves.
         seeds = torch.randint(0, 2**31 - 1, (config.inner_updates,), generator=generator).tolist()
         with torch.no_grad():
-            old = [estimator(policy, rollout, s) for s in seeds] if config.inner_updates > 1 else [None]
+            needs_old = config.inner_updates > 1 and divergence.uses_old_policy
+            old = [estimator(policy, rollout, s) for s in seeds] if needs_old else [None] * len(seeds)
             ref = [estimator(reference, rollout, s) for s in seeds] if reference is not None else None
 
         # 3. Inner updates on the same rollout.

@@ -45,7 +45,7 @@ PACKAGES = ("torch", "transformers", "tokenizers", "accelerate", "pandas", "matp
 
 
 def parse_list(text: str, valid: list[str], kind: str) -> list[str]:
-    """Split a comma-separated list; "all" means every valid name; unknown names raise ValueError."""
+    """Split a comma-separated list, where "all" means every valid name. Unknown names raise ValueError."""
     names = valid if text == "all" else [name.strip() for name in text.split(",") if name.strip()]
     unknown = [name for name in names if name not in valid]
     if unknown or not names:
@@ -113,11 +113,29 @@ def method_names() -> list[str]:
     return divergences.available() + [RFT_NAME]
 
 
-def trainer_for(method: str) -> Callable:
+def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict]:
+    """Parse `METHOD.OPTION=VALUE` strings into {method: {option: value}}; values are JSON or text."""
+    overrides: dict[str, dict] = {}
+    for item in items:
+        key, separator, text = item.partition("=")
+        method, dot, option = key.partition(".")
+        if not separator or not dot or not option:
+            raise ValueError(f"invalid --set {item!r}; expected METHOD.OPTION=VALUE, e.g. gdsd.psi=10")
+        if method not in methods or method == RFT_NAME:
+            raise ValueError(f"--set {item!r} names method {method!r}, which is not a divergence of this run ({', '.join(methods)})")
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            value = text
+        overrides.setdefault(method, {})[option] = value
+    return overrides
+
+
+def trainer_for(method: str, overrides: dict | None = None) -> Callable:
     """Return a function with the signature of `train_policy` minus the divergence, for `method`."""
     if method == RFT_NAME:
         return train_rft
-    divergence = divergences.get_divergence(method)
+    divergence = divergences.get_divergence(method, overrides)
     return functools.partial(_train_divergence, divergence)
 
 
@@ -125,10 +143,19 @@ def _train_divergence(divergence, base, task, config, sampler, train_problems, s
     return train_policy(base, task, divergence, config, sampler, train_problems, seed=seed, progress=progress)
 
 
-def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, run_dir: Path, progress: bool) -> Path:
-    trainers = {name: trainer_for(name) for name in methods}
+def run(
+    methods: list[str],
+    tasks: list[str],
+    seeds: list[int],
+    preset: Preset,
+    run_dir: Path,
+    progress: bool,
+    overrides: dict[str, dict] | None = None,
+) -> Path:
+    overrides = overrides or {}
+    trainers = {name: trainer_for(name, overrides.get(name)) for name in methods}
     divergence_configs = {
-        name: dataclasses.asdict(divergences.get_divergence(name).config) for name in methods if name != RFT_NAME
+        name: dataclasses.asdict(trainers[name].args[0].config) for name in methods if name != RFT_NAME
     }
     config = {
         "methods": methods,
@@ -147,7 +174,7 @@ def run(methods: list[str], tasks: list[str], seeds: list[int], preset: Preset, 
         # Every finished (task, method, seed) is already on disk; rewrite the report from those alone.
         writer.wall_seconds["total"] = time.perf_counter() - started
         writer.flush()
-        log.warning("interrupted: %s holds the runs that finished", run_dir)
+        log.warning("interrupted: %s contains the runs that finished", run_dir)
         raise
 
     writer.wall_seconds["total"] = time.perf_counter() - started
@@ -201,6 +228,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--preset", default="tiny", help="run size: tiny (default) or smoke")
     parser.add_argument("--output-dir", type=Path, default=Path("reports"), help="where the run directory is created")
     parser.add_argument("--run-id", help="name of the run directory (default: UTC time and preset)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="METHOD.OPTION=VALUE",
+        help="override a divergence option, e.g. gdsd.psi=10 (repeatable; see docs/methods.md for options)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -212,6 +243,9 @@ def main(argv: list[str] | None = None) -> int:
         tasks = parse_list(args.tasks, sorted(TASKS), "task")
         seeds = parse_seeds(args.seeds)
         preset = get_preset(args.preset)
+        overrides = parse_overrides(args.set, methods)
+        for method, options in overrides.items():
+            divergences.get_divergence(method, options)  # reject invalid options before any training
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -219,7 +253,7 @@ def main(argv: list[str] | None = None) -> int:
     transformers_logging.disable_progress_bar()
     run_id = args.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{args.preset}"
     try:
-        run_dir = run(methods, tasks, seeds, preset, args.output_dir / run_id, progress=not args.no_progress)
+        run_dir = run(methods, tasks, seeds, preset, args.output_dir / run_id, not args.no_progress, overrides)
     except KeyboardInterrupt:
         return 130
     print(f"wrote {run_dir / 'summary.md'}")

@@ -62,6 +62,10 @@ class Divergence(ABC):
     def uses_reference(self) -> bool:
         return self.config.beta > 0
 
+    # Whether the loss reads `batch.old`. Methods without an old-policy term set this to False,
+    # so the loop skips the old-policy passes that would only be discarded.
+    uses_old_policy: ClassVar[bool] = True
+
     @abstractmethod
     def __call__(self, batch: DivergenceBatch) -> tuple[Tensor, dict[str, float]]: ...
 

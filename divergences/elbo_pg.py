@@ -54,6 +54,7 @@ class ElboPGConfig(DivergenceConfig):
 class ElboPG(Divergence):
     name = "elbo_pg"
     config_class = ElboPGConfig
+    uses_old_policy = False
 
     @property
     def estimator(self) -> CoupledEstimator:

@@ -92,6 +92,7 @@ class SPGConfig(DivergenceConfig):
 class SPG(Divergence):
     name = "spg"
     config_class = SPGConfig
+    uses_old_policy = False
 
     @property
     def estimator(self) -> BlockEstimator:

@@ -67,6 +67,7 @@ class WD1Config(DivergenceConfig):
 class WD1(Divergence):
     name = "wd1"
     config_class = WD1Config
+    uses_old_policy = False
 
     @property
     def estimator(self) -> MeanFieldEstimator:

@@ -47,3 +47,14 @@ def test_smoke_run_writes_report(tmp_path):
     (run_dir / "results.csv").unlink()
     report.main([str(run_dir)])
     assert ((run_dir / "summary.md").read_text(), (run_dir / "results.csv").read_text()) == before
+
+
+def test_invalid_override_rejected_before_training(capsys):
+    assert main(["--methods", "gdsd", "--set", "gdsd.rho=1"]) == 2
+    assert "gdsd has no option rho; valid options:" in capsys.readouterr().err
+    assert main(["--methods", "wd1", "--set", "wd1.beta=0.1"]) == 2
+    assert "beta" in capsys.readouterr().err
+    assert main(["--methods", "gdsd", "--set", "espo.epsilon=0.1"]) == 2
+    assert "not a divergence of this run" in capsys.readouterr().err
+    assert main(["--methods", "gdsd", "--set", "gdsd.psi"]) == 2
+    assert "expected METHOD.OPTION=VALUE" in capsys.readouterr().err
