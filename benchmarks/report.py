@@ -89,7 +89,7 @@ def render_summary(run_dir: Path, config: dict, provenance: dict, records: list[
         "",
         "## All metrics",
         "",
-        tabulate(results.sort_values(["task", "method", "seed"]).round(4), headers="keys", tablefmt="github", showindex=False),
+        tabulate(_blank_missing(results.sort_values(["task", "method", "seed"]).round(4)), headers="keys", tablefmt="github", showindex=False),
         "",
         "## Base models",
         "",
@@ -106,10 +106,20 @@ def render_summary(run_dir: Path, config: dict, provenance: dict, records: list[
         "## Provenance",
         "",
         f"Git commit `{provenance['git_commit']}`, {provenance['hardware']}. Wall time per phase (seconds): "
-        + ", ".join(f"{k} {v}" for k, v in provenance["wall_seconds"].items()),
+        + ", ".join(f"{k} {v}" for k, v in _phases_then_total(provenance["wall_seconds"])),
         "",
     ]
     return "\n".join(lines)
+
+
+def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Replace NaN (a metric the task does not report) by an empty cell."""
+    return frame.astype(object).where(frame.notna(), "")
+
+
+def _phases_then_total(wall_seconds: dict[str, float]) -> list[tuple[str, float]]:
+    phases = [(key, value) for key, value in wall_seconds.items() if key != "total"]
+    return phases + [("total", wall_seconds["total"])] if "total" in wall_seconds else phases
 
 
 def write_report(run_dir: Path) -> None:
