@@ -1,4 +1,4 @@
-"""The untrained base: the pretrained denoiser evaluated as it is, before any RL."""
+"""The base row: the pretrained denoiser evaluated as it is, before any RL."""
 
 from __future__ import annotations
 

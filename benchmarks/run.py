@@ -232,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--set", action="append", default=[], metavar="METHOD.OPTION=VALUE",
         help="override a divergence option, e.g. gdsd.psi=10 (repeatable; see docs/methods.md for options)",
     )
+    parser.add_argument("--no-rft", action="store_true", help="leave out the rft reference row (added by default)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
@@ -240,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         methods = parse_list(args.methods, method_names(), "method")
+        if not args.no_rft and RFT_NAME not in methods:
+            methods.append(RFT_NAME)  # the non-RL reference row of every table
         tasks = parse_list(args.tasks, sorted(TASKS), "task")
         seeds = parse_seeds(args.seeds)
         preset = get_preset(args.preset)

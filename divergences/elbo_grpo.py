@@ -21,6 +21,28 @@ from divergences.batch import DivergenceBatch
 from divergences.estimators import MeanFieldEstimator
 
 
+# The reference run's settings: dllm-reasoning/d1, diffu-grpo/slurm_scripts/train.yaml (yaml),
+# diffu-grpo/run.sh (script), diffu-grpo/diffu_grpo_config.py (config defaults) and
+# diffu-grpo/diffu_grpo_trainer.py (trainer).
+NATIVE = {
+    "learning_rate": 3e-6,  # yaml learning_rate
+    "beta": 0.04,  # yaml beta
+    "epsilon": 0.5,  # yaml epsilon
+    "p_mask_prompt": 0.15,  # yaml p_mask_prompt (the config default is 0.3)
+    "group_size": 6,  # yaml num_generations
+    "inner_updates": 12,  # script NUM_ITER (mu)
+    "mc_draws": 1,  # trainer: one mean-field pass per inner update
+    "advantage": "mean",  # trainer: rewards - group mean, no std scaling
+    "positions": "eos",  # trainer: completion_mask up to and including the first EOS
+    "temperature": 0.9,  # config default temperature (the yaml does not set it)
+    "gen_length": 256,  # yaml max_completion_length
+    "block_length": 32,  # yaml block_length
+    "sampler_steps": 128,  # yaml diffusion_steps
+    "max_grad_norm": 0.2,  # yaml max_grad_norm
+    "weight_decay": 0.1,  # yaml weight_decay
+}
+
+
 @dataclass(frozen=True)
 class ElboGRPOConfig(DivergenceConfig):
     """diffu-GRPO defaults (d1 reference: beta 0.04, eps 0.5, p_mask_prompt 0.15, mean-only advantages)."""

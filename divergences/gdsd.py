@@ -26,6 +26,26 @@ from divergences.batch import DivergenceBatch
 from divergences.estimators import CoupledEstimator
 
 
+# The reference run's settings: GaryBall/GDSD, scripts/train_gdsd.yaml (yaml),
+# scripts/run_gdsd_llada_gsm8k.sh (script) and gdsd/trainers/gdsd_trainer_batchll.py (trainer).
+NATIVE = {
+    "learning_rate": 3e-6,  # yaml learning_rate
+    "beta": 1e-3,  # yaml beta; script BETA_KL_DIV
+    "epsilon": 4e-4,  # yaml epsilon, a bound on the sequence log-ratio
+    "psi": 1.0,  # yaml psi (the GSM8K script sets PSI=10.0)
+    "group_size": 6,  # yaml num_generations
+    "inner_updates": 8,  # yaml num_iterations (mu)
+    "mc_draws": 1,  # yaml num_mc
+    "advantage": "loo",  # trainer: leave_one_out = True, no std scaling (scale_rewards false)
+    "positions": "all",  # trainer: the loss divides by logits_to_keep, the full completion length
+    "temperature": 1.0,  # yaml generation_temperature
+    "gen_length": 256,  # yaml max_completion_length
+    "sampler_steps": 64,  # yaml diffusion_steps
+    "max_grad_norm": 0.2,  # yaml max_grad_norm
+    "weight_decay": 0.01,  # yaml weight_decay
+}
+
+
 @dataclass(frozen=True)
 class GDSDConfig(DivergenceConfig):
     """GDSD defaults for the tiny scale (the reference uses beta 1e-3, eps 4e-4, and psi 1 in train_gdsd.yaml, 10 in its GSM8K script)."""

@@ -16,6 +16,15 @@ def test_unknown_method_exits_with_one_line():
     assert lines == ["error: unknown method 'nope'; valid methods: dmpo, elbo_grpo, elbo_pg, espo, gdsd, gdsd_logits, gdsd_tlc, spg, wd1, rft"]
 
 
+def test_no_rft_leaves_out_reference_row(tmp_path):
+    code = main([
+        "--methods", "gdsd", "--tasks", "sudoku", "--preset", "smoke", "--no-rft",
+        "--output-dir", str(tmp_path), "--run-id", "plain", "--no-progress",
+    ])
+    assert code == 0
+    assert sorted(set(pd.read_csv(tmp_path / "plain" / "results.csv").method)) == ["base", "gdsd"]
+
+
 def test_unknown_task_and_preset_rejected(capsys):
     assert main(["--tasks", "chess"]) == 2
     assert "valid tasks: countdown, sudoku" in capsys.readouterr().err
@@ -32,14 +41,14 @@ def test_smoke_run_writes_report(tmp_path):
     assert code == 0
     results = pd.read_csv(run_dir / "results.csv")
     assert sorted(set(zip(results.task, results.method))) == [
-        (task, method) for task in ("countdown", "sudoku") for method in ("base", "elbo_grpo", "gdsd")
+        (task, method) for task in ("countdown", "sudoku") for method in ("base", "elbo_grpo", "gdsd", "rft")
     ]
     summary = (run_dir / "summary.md").read_text()
-    for row in ("| base", "| gdsd", "| elbo_grpo"):
+    for row in ("| base", "| gdsd", "| elbo_grpo", "| rft"):
         assert row in summary
     for name in ("reward_sudoku.png", "reward_countdown.png", "metrics.jsonl", "config.json", "provenance.json"):
         assert (run_dir / name).stat().st_size > 0
-    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2 * 2 * 2  # tasks x methods x steps
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2 * 3 * 2  # tasks x methods x steps
 
     # The report regenerates the same tables from the raw records alone.
     before = (run_dir / "summary.md").read_text(), (run_dir / "results.csv").read_text()
