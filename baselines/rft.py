@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from benchmarks.model import Denoiser
 from benchmarks.pretrain import PretrainConfig, diffusion_loss
-from benchmarks.rl import RLConfig, draw_rollout
+from benchmarks.rl import RLConfig, draw_step_rollout, make_optimizer
 from benchmarks.sampler import SamplerConfig
 from benchmarks.tasks.base import Problem, Task
 
@@ -63,9 +63,7 @@ def train_rft(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base).train()
-    optimizer = torch.optim.AdamW(
-        policy.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(policy, config)
     rollout_sampler = SamplerConfig(sampler.gen_length, sampler.block_length, sampler.steps, config.rollout_temperature)
     logs: list[dict] = []
 
@@ -73,9 +71,7 @@ def train_rft(
         started = time.perf_counter()
 
         # 1. Rollout, drawn in the same order from the same generator as the RL loop.
-        index = torch.randint(0, len(train_problems), (config.prompts_per_step,), generator=generator)
-        problems = [train_problems[i] for i in index.tolist()]
-        rollout, rewards, _ = draw_rollout(policy, task, problems, config.group_size, rollout_sampler, generator)
+        rollout, rewards = draw_step_rollout(policy, task, train_problems, config, rollout_sampler, generator)
 
         # 2. Keep each group's best completion, in the pretraining target format.
         best_rows = best_per_group(rewards, config.group_size)  # [k]

@@ -66,6 +66,31 @@ def draw_rollout(
     return rollout, rewards, texts
 
 
+def make_optimizer(policy: Denoiser, config: RLConfig) -> torch.optim.AdamW:
+    """AdamW with the shared settings (betas 0.9, 0.99 as the d1 and GDSD recipes use)."""
+    return torch.optim.AdamW(
+        policy.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=config.weight_decay
+    )
+
+
+def draw_step_rollout(
+    policy: Denoiser,
+    task: Task,
+    train_problems: Sequence[Problem],
+    config: RLConfig,
+    sampler: SamplerConfig,
+    generator: torch.Generator,
+) -> tuple[Rollout, torch.Tensor]:
+    """Draw one step's prompts and their grouped completions; returns the rollout and rewards [n].
+
+    Every method draws from the same generator in the same order, so equal seeds give equal prompts.
+    """
+    index = torch.randint(0, len(train_problems), (config.prompts_per_step,), generator=generator)
+    problems = [train_problems[i] for i in index.tolist()]
+    rollout, rewards, _ = draw_rollout(policy, task, problems, config.group_size, sampler, generator)
+    return rollout, rewards
+
+
 def train_policy(
     base: Denoiser,
     task: Task,
@@ -82,9 +107,7 @@ def train_policy(
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base).train()
     reference = copy.deepcopy(base).eval().requires_grad_(False) if divergence.uses_reference else None
-    optimizer = torch.optim.AdamW(
-        policy.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=config.weight_decay
-    )
+    optimizer = make_optimizer(policy, config)
     estimator = divergence.estimator
     rollout_sampler = SamplerConfig(sampler.gen_length, sampler.block_length, sampler.steps, config.rollout_temperature)
     logs: list[dict] = []
@@ -93,9 +116,7 @@ def train_policy(
         started = time.perf_counter()
 
         # 1. Rollout: prompts, grouped completions, rewards and advantages.
-        index = torch.randint(0, len(train_problems), (config.prompts_per_step,), generator=generator)
-        problems = [train_problems[i] for i in index.tolist()]
-        rollout, rewards, _ = draw_rollout(policy, task, problems, config.group_size, rollout_sampler, generator)
+        rollout, rewards = draw_step_rollout(policy, task, train_problems, config, rollout_sampler, generator)
         advantages = group_advantages(rewards, config.group_size, divergence.config.advantage)
 
         # 2. Old-policy and reference scores for every inner update, before any parameter moves.

@@ -10,17 +10,7 @@ from benchmarks.model import encode_completions, encode_prompts, eos_mask
 from divergences import DivergenceBatch, Rollout, TokenScores, get_divergence
 from divergences.block_estimators import AntitheticEstimator, BlockEstimator, block_elbo, block_eubo
 from divergences.dmpo import importance_weights
-
-
-class RecordingDenoiser:
-    def __init__(self, denoiser):
-        self.denoiser = denoiser
-        self.mask_token_id = denoiser.mask_token_id
-        self.inputs = []
-
-    def __call__(self, input_ids, attention_mask):
-        self.inputs.append(input_ids.clone())
-        return self.denoiser(input_ids, attention_mask)
+from helpers import RecordingDenoiser
 
 
 def make_rollout(tokenizer):

@@ -3,17 +3,7 @@ import torch
 from benchmarks.model import encode_completions, encode_prompts, eos_mask
 from divergences import Rollout
 from divergences.estimators import CoupledEstimator, MeanFieldEstimator, stratified_mask_counts
-
-
-class RecordingDenoiser:
-    def __init__(self, denoiser):
-        self.denoiser = denoiser
-        self.mask_token_id = denoiser.mask_token_id
-        self.inputs = []
-
-    def __call__(self, input_ids, attention_mask):
-        self.inputs.append(input_ids.clone())
-        return self.denoiser(input_ids, attention_mask)
+from helpers import RecordingDenoiser
 
 
 def make_rollout(tokenizer, rows=4):

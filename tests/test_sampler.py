@@ -3,19 +3,7 @@ import torch
 
 from benchmarks.model import encode_prompts
 from benchmarks.sampler import SamplerConfig, generate, sample_tokens, transfer_schedule
-
-
-class RecordingDenoiser:
-    """Wraps a denoiser and keeps a copy of every input it is called with."""
-
-    def __init__(self, denoiser):
-        self.denoiser = denoiser
-        self.mask_token_id = denoiser.mask_token_id
-        self.inputs = []
-
-    def __call__(self, input_ids, attention_mask):
-        self.inputs.append(input_ids.clone())
-        return self.denoiser(input_ids, attention_mask)
+from helpers import RecordingDenoiser
 
 
 def prompts(tokenizer):
