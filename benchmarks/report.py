@@ -38,7 +38,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def method_order(methods: list[str]) -> list[str]:
-    """The base row first, then methods in the order the run listed them."""
+    """Order the methods for tables: the base row first, then the run's own order."""
     return [BASE] + [m for m in methods if m != BASE]
 
 

@@ -55,7 +55,7 @@ def draw_rollout(
     sampler: SamplerConfig,
     generator: torch.Generator,
 ) -> tuple[Rollout, torch.Tensor, list[str]]:
-    """Sample `group_size` completions per problem; returns the rollout, rewards [n] and texts."""
+    """Sample `group_size` completions per problem. Returns the rollout, rewards [n] and texts."""
     grouped = [problem for problem in problems for _ in range(group_size)]
     policy.eval()
     prompt_ids, prompt_mask, completion_ids, texts = sample_texts(
@@ -81,7 +81,7 @@ def draw_step_rollout(
     sampler: SamplerConfig,
     generator: torch.Generator,
 ) -> tuple[Rollout, torch.Tensor]:
-    """Draw one step's prompts and their grouped completions; returns the rollout and rewards [n].
+    """Draw one step's prompts and their grouped completions. Returns the rollout and rewards [n].
 
     Every method draws from the same generator in the same order, so equal seeds give equal prompts.
     """
