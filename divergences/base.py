@@ -70,6 +70,14 @@ class Divergence(ABC):
     def __call__(self, batch: DivergenceBatch) -> tuple[Tensor, dict[str, float]]: ...
 
 
+def k2_per_token(score: Tensor, reference: Tensor, length: Tensor) -> Tensor:
+    """k2 estimate of KL to the reference from sequence scores: mean of (s - s_ref)^2 / (2 L).
+
+    score and reference are [d, b] or [b]; length [b] is the number of counted positions.
+    """
+    return ((score - reference) ** 2 / (2 * length)).mean()
+
+
 REGISTRY: dict[str, type[Divergence]] = {}
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from divergences.base import Divergence, DivergenceConfig, register
+from divergences.base import Divergence, DivergenceConfig, k2_per_token, register
 from divergences.batch import DivergenceBatch
 from divergences.estimators import CoupledEstimator
 
@@ -95,7 +95,7 @@ class ESPO(Divergence):
         # 3. k2 KL to the reference, per counted token.
         if self.uses_reference:
             reference = batch.reference.sequence(positions).mean(dim=0)  # [b]
-            kl = ((student - reference) ** 2 / (2 * length)).mean()
+            kl = k2_per_token(student, reference, length)
             loss = loss + config.beta * kl
             metrics["kl"] = kl.item()
         metrics["loss"] = loss.item()

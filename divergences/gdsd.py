@@ -18,10 +18,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from divergences.base import Divergence, DivergenceConfig, register
+from divergences.base import Divergence, DivergenceConfig, k2_per_token, register
 from divergences.batch import DivergenceBatch
 from divergences.estimators import CoupledEstimator
 
@@ -63,6 +62,18 @@ class GDSDConfig(DivergenceConfig):
             raise ValueError(f"epsilon must be in (0, 1), got {self.epsilon}")
 
 
+def guided_regression(
+    delta: Tensor, length: Tensor, advantages: Tensor, psi: float, epsilon: float
+) -> tuple[Tensor, Tensor]:
+    """GDSD's squared loss of the clamped per-token log-ratio against psi * A.
+
+    delta [d, b] is a sequence log-ratio, length [b] the counted positions, advantages [b].
+    Returns the loss and the clamped delta.
+    """
+    clamped = delta.clamp(math.log(1 - epsilon), math.log(1 + epsilon))
+    return ((clamped / length - psi * advantages) ** 2).mean(), clamped
+
+
 @register
 class GDSD(Divergence):
     name = "gdsd"
@@ -80,11 +91,9 @@ class GDSD(Divergence):
         # 1. Sequence log-ratio of student to old policy, per draw.
         student = batch.student.sequence(positions)  # [d, b]
         delta = student - batch.old.sequence(positions)
-        clamped = delta.clamp(math.log(1 - config.epsilon), math.log(1 + config.epsilon))
 
         # 2. Regress the per-token log-ratio onto the scaled advantage.
-        target = config.psi * batch.advantages  # [b]
-        loss = ((clamped / length - target) ** 2).mean()
+        loss, clamped = guided_regression(delta, length, batch.advantages, config.psi, config.epsilon)
         metrics = {
             "loss/regression": loss.item(),
             "ratio/log_mean": (delta / length).mean().item(),
@@ -93,7 +102,7 @@ class GDSD(Divergence):
 
         # 3. k2 KL to the reference, per counted token.
         if self.uses_reference:
-            kl = ((student - batch.reference.sequence(positions)) ** 2 / (2 * length)).mean()
+            kl = k2_per_token(student, batch.reference.sequence(positions), length)
             loss = loss + config.beta * kl
             metrics["kl"] = kl.item()
         metrics["loss"] = loss.item()

@@ -16,15 +16,14 @@ benchmark to measure. Inputs: `TokenScores` of shape [d, b, l] with `logit` set,
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from torch import Tensor
 
-from divergences.base import Divergence, register
+from divergences.base import Divergence, k2_per_token, register
 from divergences.batch import DivergenceBatch, TokenScores
 from divergences.estimators import CoupledEstimator
-from divergences.gdsd import GDSDConfig
+from divergences.gdsd import GDSDConfig, guided_regression
 
 # This method has no reference implementation. These are the GDSD reference's settings (GaryBall/GDSD
 # at commit 3fb6780, scripts/train_gdsd.yaml) for the quantities the two share.
@@ -64,11 +63,9 @@ class GDSDLogits(Divergence):
         # 1. Logit-score difference of student to old policy, per draw.
         student = _logit_score(batch.student, positions, "student")  # [d, b]
         delta = student - _logit_score(batch.old, positions, "old")
-        clamped = delta.clamp(math.log(1 - config.epsilon), math.log(1 + config.epsilon))
 
         # 2. Regress the per-token logit difference onto the scaled advantage.
-        target = config.psi * batch.advantages  # [b]
-        loss = ((clamped / length - target) ** 2).mean()
+        loss, clamped = guided_regression(delta, length, batch.advantages, config.psi, config.epsilon)
         metrics = {
             "loss/regression": loss.item(),
             "logit_ratio/mean": (delta / length).mean().item(),
@@ -78,7 +75,7 @@ class GDSDLogits(Divergence):
         # 3. k2 on the logit score to the reference, per counted token.
         if self.uses_reference:
             reference = _logit_score(batch.reference, positions, "reference")
-            kl = ((student - reference) ** 2 / (2 * length)).mean()
+            kl = k2_per_token(student, reference, length)
             loss = loss + config.beta * kl
             metrics["kl"] = kl.item()
         metrics["loss"] = loss.item()
