@@ -14,11 +14,13 @@ Checkpoints are cached under a hash of everything that determines them and reuse
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -27,6 +29,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
+from transformers.utils import logging as transformers_logging
 
 from benchmarks.evaluate import evaluate
 from benchmarks.model import Denoiser, DenoiserConfig, build_denoiser, encode_completions, encode_prompts
@@ -157,17 +160,37 @@ def load_or_train_base(task: Task, config: PretrainConfig, progress: bool = True
     return Denoiser.load(directory).eval(), record, directory
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--tasks", default="sudoku,countdown", help="comma-separated task names")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the base model and its data")
+def main(argv: list[str] | None = None) -> int:
+    from benchmarks.presets import get_preset  # imported here because presets imports this module
+    from benchmarks.tasks import TASKS
+
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.pretrain",
+        description="Train (or find in the cache) the base denoiser of each task, as benchmarks.run does. "
+        "Training stops when held-out accuracy first enters the preset's band or at its step cap. "
+        "Checkpoints are cached under $DIVBENCH_CACHE (default ~/.cache/dllm-divbench).",
+    )
+    parser.add_argument("--tasks", default="sudoku,countdown", help="comma-separated task names, or 'all' (default: sudoku,countdown)")
+    parser.add_argument("--preset", default="tiny", help="run size whose base models to build: tiny (default) or smoke")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the base model and its data (default: 0)")
     args = parser.parse_args(argv)
+    names = sorted(TASKS) if args.tasks == "all" else [name.strip() for name in args.tasks.split(",")]
+    try:
+        tasks = [get_task(name) for name in names]
+        preset = get_preset(args.preset)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    for name in args.tasks.split(","):
-        _, record, directory = load_or_train_base(get_task(name), PretrainConfig(seed=args.seed))
-        print(f"{name}: {record['status']} after {record['steps']} steps, "
+    transformers_logging.disable_progress_bar()
+    for task in tasks:
+        config = dataclasses.replace(preset.pretrain_for(task.name), seed=args.seed)
+        _, record, directory = load_or_train_base(task, config)
+        print(f"{task.name}: {record['status']} after {record['steps']} steps, "
               f"{record['headroom_metric']} = {record['heldout_value']}, cached at {directory}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import pandas as pd  # noqa: E402
 from tabulate import tabulate  # noqa: E402
 
@@ -56,7 +57,7 @@ def summary_table(results: pd.DataFrame, primary: dict[str, str], methods: list[
 
 def plot_reward_curves(metrics: pd.DataFrame, task: str, methods: list[str], path: Path, window: int = 5) -> None:
     """Rollout reward per RL step, smoothed by a centred moving average, one line per method."""
-    figure, axis = plt.subplots(figsize=(6, 4))
+    figure, axis = plt.subplots(figsize=(7.5, 4))
     for method in methods:
         curve = metrics[(metrics.task == task) & (metrics.method == method)]
         if curve.empty:
@@ -67,7 +68,8 @@ def plot_reward_curves(metrics: pd.DataFrame, task: str, methods: list[str], pat
     axis.set_ylabel(f"rollout reward (moving average of {window})")
     axis.set_title(task)
     axis.grid(alpha=0.3)
-    axis.legend()
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     figure.tight_layout()
     atomic_write(path, lambda temporary: figure.savefig(temporary, format="png", dpi=120, metadata={"Software": None}))
     plt.close(figure)
@@ -83,7 +85,7 @@ def render_summary(run_dir: Path, config: dict, provenance: dict, records: list[
         f"Command: `{provenance['command']}`",
         "",
         f"Test accuracy at temperature 0 on {config['test_problems']} held-out problems per task, "
-        f"mean over seeds {', '.join(map(str, config['seeds']))}. The `base` row is the pretrained model before RL.",
+        f"{_seed_phrase(config['seeds'])}. The `base` row is the pretrained model before RL.",
         "",
         summary_table(results, primary, methods),
         "",
@@ -110,6 +112,12 @@ def render_summary(run_dir: Path, config: dict, provenance: dict, records: list[
         "",
     ]
     return "\n".join(lines)
+
+
+def _seed_phrase(seeds: list[int]) -> str:
+    if len(seeds) == 1:
+        return f"seed {seeds[0]}"
+    return f"mean over seeds {', '.join(map(str, seeds))}"
 
 
 def _blank_missing(frame: pd.DataFrame) -> pd.DataFrame:
@@ -139,7 +147,7 @@ def write_report(run_dir: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Regenerate a run's report from its raw records.")
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.report", description="Regenerate a run's report from its raw records.")
     parser.add_argument("run_dir", type=Path, help="a directory written by benchmarks.run")
     args = parser.parse_args(argv)
     if not (args.run_dir / "records.json").exists():

@@ -71,8 +71,8 @@ def git_commit() -> str:
 
 
 def provenance(wall_seconds: dict[str, float]) -> dict:
-    versions = {}
-    for package in PACKAGES:
+    versions = {"torch": torch.__version__}  # keeps the build tag, e.g. +cpu or +cu130
+    for package in PACKAGES[1:]:
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -121,8 +121,10 @@ def parse_overrides(items: list[str], methods: list[str]) -> dict[str, dict]:
         method, dot, option = key.partition(".")
         if not separator or not dot or not option:
             raise ValueError(f"invalid --set {item!r}; expected METHOD.OPTION=VALUE, e.g. gdsd.psi=10")
-        if method not in methods or method == RFT_NAME:
-            raise ValueError(f"--set {item!r} names method {method!r}, which is not a divergence of this run ({', '.join(methods)})")
+        if method == RFT_NAME:
+            raise ValueError(f"invalid --set {item!r}: {RFT_NAME} has no options to set; it uses the preset's RL budget")
+        if method not in methods:
+            raise ValueError(f"--set {item!r} names method {method!r}, which is not in this run ({', '.join(methods)})")
         try:
             value = json.loads(text)
         except json.JSONDecodeError:

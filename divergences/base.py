@@ -103,4 +103,15 @@ def get_divergence(name: str, overrides: dict[str, Any] | None = None) -> Diverg
     unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(f"{name} has no option {', '.join(unknown)}; valid options: {', '.join(sorted(fields))}")
-    return cls(cls.config_class(**overrides))
+    defaults = cls.config_class()
+    checked = {key: _coerce(name, key, value, getattr(defaults, key)) for key, value in overrides.items()}
+    return cls(cls.config_class(**checked))
+
+
+def _coerce(method: str, option: str, value: Any, default: Any) -> Any:
+    """Check an override against the type of its default; an int is accepted where a float is expected."""
+    expected = type(default)
+    if isinstance(value, bool) or not isinstance(value, (expected, int) if expected is float else expected):
+        kind = {float: "a number", int: "an integer", str: "a string"}.get(expected, expected.__name__)
+        raise ValueError(f"invalid value {value!r} for {method}.{option}: expected {kind}, like the default {default!r}")
+    return float(value) if expected is float else value

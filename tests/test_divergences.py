@@ -101,3 +101,13 @@ def test_divergences_registered():
     assert divergences.available() == [
         "dmpo", "elbo_grpo", "elbo_pg", "espo", "gdsd", "gdsd_logits", "gdsd_tlc", "spg", "wd1",
     ]
+
+
+def test_registry_coerces_int_to_float():
+    assert get_divergence("gdsd", {"psi": 10}).config.psi == 10.0
+    assert isinstance(get_divergence("gdsd", {"psi": 10}).config.psi, float)
+
+
+def test_registry_rejects_wrong_type():
+    with pytest.raises(ValueError, match="invalid value 'x' for espo.beta: expected a number"):
+        get_divergence("espo", {"beta": "x"})

@@ -64,6 +64,14 @@ def test_invalid_override_rejected_before_training(capsys):
     assert main(["--methods", "wd1", "--set", "wd1.beta=0.1"]) == 2
     assert "beta" in capsys.readouterr().err
     assert main(["--methods", "gdsd", "--set", "espo.epsilon=0.1"]) == 2
-    assert "not a divergence of this run" in capsys.readouterr().err
+    assert "which is not in this run" in capsys.readouterr().err
+    assert main(["--methods", "gdsd", "--set", "rft.learning_rate=1"]) == 2
+    assert "rft has no options to set" in capsys.readouterr().err
+    assert main(["--methods", "gdsd", "--set", "gdsd.psi=abc"]) == 2
+    assert "invalid value 'abc' for gdsd.psi: expected a number" in capsys.readouterr().err
+    assert main(["--methods", "gdsd", "--set", "gdsd.mc_draws=1.5"]) == 2
+    assert "expected an integer" in capsys.readouterr().err
+    assert main(["--methods", "gdsd", "--set", "gdsd.psi=true"]) == 2
+    assert "expected a number" in capsys.readouterr().err
     assert main(["--methods", "gdsd", "--set", "gdsd.psi"]) == 2
     assert "expected METHOD.OPTION=VALUE" in capsys.readouterr().err
