@@ -94,6 +94,8 @@ def generate(
         for step in range(steps_per_block):
             masked = (x == mask_id) & in_block  # [b, p + l]
             logits = denoiser(x, attention_mask)  # [b, p + l, V]
+            # TODO: draw and score only the current block's positions. The float64 noise and softmax
+            # below span every position, which costs memory at real-model vocabulary and length.
             logits[..., mask_id] = float("-inf")
             drawn = sample_tokens(logits, config.temperature, generator)  # [b, p + l]
             probs = torch.softmax(logits.double(), dim=-1)
