@@ -49,7 +49,7 @@ NATIVE = {
     "replicates": 4,  # yaml num_replicates 4 (loss) and compute_ref_log_prob_elbo_size 4 (Lambda)
     "min_mask_ratio": 0.1,  # trainer: t = 0.1 + 0.9 * U[0, 1] under loss_mask_prob_clamp: true
     "positions": "all",  # flags --loss_mask_non_eos false; yaml log_rnd_omit_eos false
-    "temperature": 0.2,  # flags --temperature 0.2
+    "rollout_temperature": 0.2,  # flags --temperature 0.2
     "block_length": 32,  # yaml block_length
     "sampler_steps": 128,  # yaml sampler_steps
     "gen_length": 256,  # config default max_completion_length

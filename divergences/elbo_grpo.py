@@ -31,10 +31,9 @@ NATIVE = {
     "p_mask_prompt": 0.15,  # yaml p_mask_prompt (the config default is 0.3)
     "group_size": 6,  # yaml num_generations
     "inner_updates": 12,  # script NUM_ITER (mu)
-    "mc_draws": 1,  # trainer: one mean-field pass per inner update
     "advantage": "mean",  # trainer: rewards - group mean, no std scaling
     "positions": "eos",  # trainer: completion_mask up to and including the first EOS
-    "temperature": 0.9,  # config default temperature (the yaml does not set it)
+    "rollout_temperature": 0.9,  # config default temperature (the yaml does not set it)
     "gen_length": 256,  # yaml max_completion_length
     "block_length": 32,  # yaml block_length
     "sampler_steps": 128,  # yaml diffusion_steps

@@ -37,7 +37,7 @@ NATIVE = {
     "mc_draws": 1,  # yaml num_mc
     "advantage": "loo",  # trainer: leave_one_out = True, no std scaling (scale_rewards false)
     "positions": "all",  # trainer: the loss divides by logits_to_keep, the full completion length
-    "temperature": 1.0,  # yaml generation_temperature
+    "rollout_temperature": 1.0,  # yaml generation_temperature
     "gen_length": 256,  # yaml max_completion_length
     "sampler_steps": 64,  # yaml diffusion_steps
     "max_grad_norm": 0.2,  # yaml max_grad_norm

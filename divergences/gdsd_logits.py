@@ -23,22 +23,11 @@ from torch import Tensor
 from divergences.base import Divergence, k2_per_token, register
 from divergences.batch import DivergenceBatch, TokenScores
 from divergences.estimators import CoupledEstimator
+from divergences.gdsd import NATIVE as GDSD_NATIVE
 from divergences.gdsd import GDSDConfig, guided_regression
 
-# This method has no reference implementation. These are the GDSD reference's settings (GaryBall/GDSD
-# at commit 3fb6780, scripts/train_gdsd.yaml) for the quantities the two share.
-NATIVE = {
-    "learning_rate": 3e-6,  # scripts/train_gdsd.yaml
-    "beta": 1e-3,  # scripts/train_gdsd.yaml
-    "epsilon": 4e-4,  # scripts/train_gdsd.yaml
-    "psi": 1.0,  # scripts/train_gdsd.yaml
-    "group_size": 6,  # scripts/train_gdsd.yaml num_generations
-    "inner_updates": 8,  # scripts/train_gdsd.yaml num_iterations
-    "mc_draws": 1,  # scripts/train_gdsd.yaml num_mc
-    "rollout_temperature": 1.0,  # scripts/train_gdsd.yaml generation_temperature
-    "advantage": "loo",  # gdsd/trainers/gdsd_trainer_tlc.py: leave_one_out = True, scale_rewards false
-    "positions": "all",  # gdsd/trainers/gdsd_trainer_tlc.py divides Δ by logits_to_keep
-}
+# This method has no reference implementation, so it takes the GDSD reference's settings.
+NATIVE = dict(GDSD_NATIVE)
 
 
 @dataclass(frozen=True)

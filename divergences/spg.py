@@ -42,11 +42,12 @@ NATIVE = {
     "mix_weight": 0.5,  # flags --mix_weight 0.5
     "eubo_beta": 1.5,  # flags --eubo_beta 1.5 (1.0 for Sudoku, 2.0 for Countdown in the sibling scripts)
     "mask_ratio_range": (0.0, 1.0),  # flags --min_t 0 --max_t 1
-    "p_mask_prompt": 0.15,  # yaml p_mask_prompt with use_mask_prompt: true; not used by BlockEstimator
+    # The reference also masks prompt tokens with p_mask_prompt 0.15 (yaml, use_mask_prompt: true),
+    # which BlockEstimator does not implement, so it has no entry here.
     "advantage": "mean",  # spg_trainer.py: rewards minus the group mean, no std division
     "gen_length": 256,  # yaml max_completion_length
-    "diffusion_steps": 128,  # yaml diffusion_steps
-    "temperature": 0.9,  # config default; neither the yaml nor the flags set it
+    "sampler_steps": 128,  # yaml diffusion_steps
+    "rollout_temperature": 0.9,  # config default; neither the yaml nor the flags set it
     "max_grad_norm": 0.2,  # yaml max_grad_norm
     "weight_decay": 0.1,  # yaml weight_decay
 }

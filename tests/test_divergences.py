@@ -111,3 +111,19 @@ def test_registry_coerces_int_to_float():
 def test_registry_rejects_wrong_type():
     with pytest.raises(ValueError, match="invalid value 'x' for espo.beta: expected a number"):
         get_divergence("espo", {"beta": "x"})
+
+
+def test_native_configs_use_known_names():
+    """Every NATIVE key is a config option, an RL budget field or a sampler setting."""
+    import dataclasses
+    import importlib
+
+    from benchmarks.rl import RLConfig
+
+    shared = {f.name for f in dataclasses.fields(RLConfig)}
+    shared |= {"gen_length", "block_length", "sampler_steps", "mask_ratio_range"}
+    for name in divergences.available():
+        native = importlib.import_module(f"divergences.{name}").NATIVE
+        options = {f.name for f in dataclasses.fields(divergences.REGISTRY[name].config_class)}
+        unknown = set(native) - options - shared
+        assert not unknown, f"{name}: {sorted(unknown)}"
