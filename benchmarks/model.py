@@ -64,9 +64,9 @@ def build_denoiser(tokenizer: PreTrainedTokenizerBase, config: DenoiserConfig, s
     """Initialise a fresh tiny denoiser.
 
     Dropout is off so that the student, old and reference passes of one update see the same
-    function of the parameters. Token and position embeddings start at unit scale and the output
-    layer is untied: with BERT's 0.02-scale embedding init, the model did not learn to copy the
-    given Sudoku cells within 60 steps (loss stayed at ln 4), while at unit scale it did.
+    function of the parameters. Token and position embeddings start at unit scale, and the output
+    layer is untied. With BERT's 0.02-scale embedding init the model did not learn to copy the
+    given Sudoku cells within 60 steps (loss stayed at ln 4), but at unit scale it did.
     """
     torch.manual_seed(seed)
     bert_config = BertConfig(

@@ -18,7 +18,7 @@ class Preset:
     pretrain_max_steps: dict[str, int] = field(default_factory=dict)  # per-task caps on base training
 
     def pretrain_for(self, task: str) -> PretrainConfig:
-        """The base-training config of `task`, with its step cap if the preset sets one."""
+        """Return the base-training config of `task`, with its step cap if the preset sets one."""
         if task in self.pretrain_max_steps:
             return dataclasses.replace(self.pretrain, max_steps=self.pretrain_max_steps[task])
         return self.pretrain

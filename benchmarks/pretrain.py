@@ -1,10 +1,10 @@
 """Train the tiny base denoiser of a task with the masked-diffusion objective, and cache it.
 
-Per batch: draw a mask ratio t ~ U(min_t, 1) per sequence, mask each completion token with
-probability t (the prompt stays clean), and minimise the cross-entropy on the masked tokens
-weighted by 1/t, summed over tokens and divided by batch size times completion length (the
-LLaDA supervised fine-tuning loss). Training stops as soon as held-out accuracy first enters the
-band [low, high], leaving RL room to improve; what was reached is written to `pretrain.json`.
+Each batch draws a mask ratio t ~ U(min_t, 1) per sequence and masks each completion token with
+probability t, while the prompt stays clean. The loss is the cross-entropy on the masked tokens
+weighted by 1/t, summed over tokens and divided by batch size times completion length, which is
+LLaDA's supervised fine-tuning loss. Training stops as soon as held-out accuracy first enters the
+band [low, high], so RL has room to improve. What was reached is written to `pretrain.json`.
 
 Checkpoints are cached under a hash of everything that determines them and reused.
 
@@ -60,7 +60,7 @@ class PretrainConfig:
 
 
 def default_sampler(task: Task, temperature: float = 0.0) -> SamplerConfig:
-    """The sampler used for a task unless a run overrides it: two blocks, two tokens per step."""
+    """Return the task's sampler settings: two blocks, two tokens committed per step."""
     length = task.completion_length
     return SamplerConfig(gen_length=length, block_length=length // 2, steps=length // 2, temperature=temperature)
 

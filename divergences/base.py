@@ -56,7 +56,7 @@ class Divergence(ABC):
     @property
     @abstractmethod
     def estimator(self) -> Estimator:
-        """The likelihood estimator whose terms this divergence consumes."""
+        """Return the likelihood estimator whose terms this divergence consumes."""
 
     @property
     def uses_reference(self) -> bool:

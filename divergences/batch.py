@@ -55,9 +55,9 @@ class TokenScores:
 class DivergenceBatch:
     """Everything a divergence needs for one gradient step.
 
-    The student scores carry gradients; the old-policy scores were computed with the rollout
-    policy before any update, and the reference scores with the frozen reference model, all
-    three with the same mask seed, so their differences contain no masking noise.
+    The student scores carry gradients. The old-policy scores were computed with the rollout
+    policy before any update, and the reference scores with the frozen reference model. All
+    three use the same mask seed, so their differences contain no masking noise.
     """
 
     student: TokenScores
@@ -71,8 +71,8 @@ class DivergenceBatch:
     def positions(self, mode: str) -> Tensor:
         """Return the counted completion positions as a float mask [b, l].
 
-        "eos" counts positions up to and including the first end-of-sequence token (as the
-        diffu-GRPO code does); "all" counts the whole generated length (as the GDSD and ESPO code do).
+        "eos" counts positions up to and including the first end-of-sequence token, as the
+        diffu-GRPO code does. "all" counts the whole generated length, as the GDSD and ESPO code do.
         """
         if mode == "eos":
             return self.eos_mask.float()
