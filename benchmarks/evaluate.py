@@ -51,5 +51,5 @@ def evaluate(
         chunk = problems[start : start + batch_size]
         completions += sample_texts(denoiser, task, [p.prompt for p in chunk], sampler)[3]
     denoiser.train(was_training)
-    rewards = [task.reward(problem, text) for problem, text in zip(problems, completions)]
+    rewards = task.rewards(problems, completions)
     return Evaluation(task.metrics(problems, completions), completions, rewards)

@@ -61,7 +61,7 @@ def draw_rollout(
     prompt_ids, prompt_mask, completion_ids, texts = sample_texts(
         policy, task, [p.prompt for p in grouped], sampler, generator
     )
-    rewards = torch.tensor([task.reward(p, text) for p, text in zip(grouped, texts)], dtype=torch.float32)
+    rewards = torch.tensor(task.rewards(grouped, texts), dtype=torch.float32)
     rollout = Rollout(prompt_ids, prompt_mask, completion_ids, eos_mask(completion_ids, policy.eos_token_id))
     return rollout, rewards, texts
 

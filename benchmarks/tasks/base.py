@@ -125,6 +125,15 @@ class Task(ABC):
     def reward(self, problem: Problem, completion: str) -> float:
         """Score one completion in [0, 1]."""
 
+    def rewards(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[float]:
+        """Score a batch of completions, one per problem.
+
+        Tasks whose reward is expensive (running code in the sandbox) override this to score the
+        batch in parallel. The default calls `reward` on each pair.
+        """
+        check_batch(problems, completions)
+        return [self.reward(problem, text) for problem, text in zip(problems, completions)]
+
     @abstractmethod
     def metrics(self, problems: Sequence[Problem], completions: Sequence[str]) -> dict[str, float]:
         """Return evaluation metrics (each a mean over the problems); always includes "accuracy"."""
