@@ -27,7 +27,7 @@ def test_no_rft_leaves_out_reference_row(tmp_path):
 
 def test_unknown_task_and_preset_rejected(capsys):
     assert main(["--tasks", "chess"]) == 2
-    assert "valid tasks: countdown, sudoku" in capsys.readouterr().err
+    assert "valid tasks: code, countdown, math, sudoku" in capsys.readouterr().err
     assert main(["--preset", "huge"]) == 2
     assert "valid presets: smoke, tiny" in capsys.readouterr().err
 

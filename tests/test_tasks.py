@@ -42,7 +42,7 @@ def sudoku_problem() -> Problem:
 
 
 def test_registry_names():
-    assert sorted(TASKS) == ["countdown", "sudoku"]
+    assert sorted(TASKS) == ["code", "countdown", "math", "sudoku"]
 
 
 def test_get_task_returns_instances():
@@ -53,7 +53,7 @@ def test_get_task_returns_instances():
 def test_get_task_unknown_name():
     with pytest.raises(ValueError) as error:
         get_task("nope")
-    assert str(error.value) == "unknown task 'nope'; valid tasks: countdown, sudoku"
+    assert str(error.value) == "unknown task 'nope'; valid tasks: code, countdown, math, sudoku"
 
 
 @pytest.mark.parametrize("name", ["sudoku", "countdown"])
