@@ -22,9 +22,10 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from benchmarks.budget import Budget, count_forwards, degenerate_fraction
 from benchmarks.model import Denoiser
 from benchmarks.pretrain import PretrainConfig, diffusion_loss
-from benchmarks.rl import RLConfig, draw_step_rollout, make_optimizer
+from benchmarks.rl import CheckpointCallback, RLConfig, draw_step_rollout, is_checkpoint, log_step, make_optimizer
 from benchmarks.sampler import SamplerConfig
 from benchmarks.tasks.base import Problem, Task
 
@@ -55,53 +56,66 @@ def train_rft(
     seed: int,
     progress: bool = True,
     on_step: Callable[[dict], None] | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> tuple[Denoiser, list[dict]]:
     """Fine-tune a copy of `base` on its own best completions; returns the policy and one log record per step.
 
     A step that keeps no completion takes no update and logs `loss` and `grad_norm` as None.
+    Records carry the cumulative budget and checkpoints work as in `benchmarks.rl.train_policy`.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base).train()
     optimizer = make_optimizer(policy, config)
     rollout_sampler = SamplerConfig(sampler.gen_length, sampler.block_length, sampler.steps, config.rollout_temperature)
+    budget = Budget()
     logs: list[dict] = []
 
-    for step in tqdm(range(1, config.steps + 1), desc=f"{RFT_NAME} on {task.name}", disable=not progress):
-        started = time.perf_counter()
-
-        # 1. Rollout, drawn in the same order from the same generator as the RL loop.
-        rollout, rewards = draw_step_rollout(policy, task, train_problems, config, rollout_sampler, generator)
-
-        # 2. Keep each group's best completion, in the pretraining target format.
-        best_rows = best_per_group(rewards, config.group_size)  # [k]
-        eos = torch.full_like(rollout.completion_ids, policy.eos_token_id)
-        completions = torch.where(rollout.eos_mask, rollout.completion_ids, eos)[best_rows]  # [k, l]
-        prompt_ids, prompt_mask = rollout.prompt_ids[best_rows], rollout.prompt_mask[best_rows]  # [k, p] each
-
-        # 3. Masked-diffusion updates on the kept pairs, a fresh mask per update.
-        losses, grad_norms = [], []
-        if len(best_rows) > 0:
-            policy.train()
-            for _ in range(config.inner_updates):
-                loss = diffusion_loss(policy, prompt_ids, prompt_mask, completions, MIN_T, generator)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                grad_norms.append(torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item())
-                optimizer.step()
-                losses.append(loss.item())
-
-        record = {
-            "step": step,
-            "reward": rewards.mean().item(),
-            "reward_std": rewards.view(-1, config.group_size).std(dim=1).mean().item(),
-            "kept_fraction": len(best_rows) / config.prompts_per_step,
-            "loss": sum(losses) / len(losses) if losses else None,
-            "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        logs.append(record)
-        if on_step is not None:
-            on_step(record)
+    with count_forwards(budget, policy):
+        for step in tqdm(range(1, config.steps + 1), desc=f"{RFT_NAME} on {task.name}", disable=not progress):
+            record = {"step": step, **_rft_step(policy, optimizer, task, config, rollout_sampler, train_problems, generator, budget)}
+            log_step(record, budget, logs, on_step)
+            if on_checkpoint is not None and is_checkpoint(step, config):
+                with budget.pause():
+                    on_checkpoint(step, policy)
 
     return policy.eval(), logs
+
+
+def _rft_step(policy, optimizer, task, config, rollout_sampler, train_problems, generator, budget: Budget) -> dict:
+    """Take one RFT step and return its metrics."""
+    started = time.perf_counter()
+
+    # 1. Rollout, drawn in the same order from the same generator as the RL loop.
+    rollout, rewards = draw_step_rollout(policy, task, train_problems, config, rollout_sampler, generator)
+    budget.rollouts += len(rewards)
+    budget.scored += len(rewards)
+
+    # 2. Keep each group's best completion, in the pretraining target format.
+    best_rows = best_per_group(rewards, config.group_size)  # [k]
+    eos = torch.full_like(rollout.completion_ids, policy.eos_token_id)
+    completions = torch.where(rollout.eos_mask, rollout.completion_ids, eos)[best_rows]  # [k, l]
+    prompt_ids, prompt_mask = rollout.prompt_ids[best_rows], rollout.prompt_mask[best_rows]  # [k, p] each
+
+    # 3. Masked-diffusion updates on the kept pairs, a fresh mask per update.
+    losses, grad_norms = [], []
+    if len(best_rows) > 0:
+        policy.train()
+        for _ in range(config.inner_updates):
+            loss = diffusion_loss(policy, prompt_ids, prompt_mask, completions, MIN_T, generator)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norms.append(torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item())
+            optimizer.step()
+            budget.gradient_steps += 1
+            losses.append(loss.item())
+
+    return {
+        "reward": rewards.mean().item(),
+        "reward_std": rewards.view(-1, config.group_size).std(dim=1).mean().item(),
+        "degenerate_fraction": degenerate_fraction(rollout.completion_ids, rollout.eos_mask, policy.eos_token_id),
+        "kept_fraction": len(best_rows) / config.prompts_per_step,
+        "loss": sum(losses) / len(losses) if losses else None,
+        "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
+        "seconds": round(time.perf_counter() - started, 3),
+    }

@@ -60,9 +60,10 @@ class PretrainConfig:
 
 
 def default_sampler(task: Task, temperature: float = 0.0) -> SamplerConfig:
-    """Return the task's sampler settings: two blocks, two tokens committed per step."""
+    """Return the task's sampler settings: two blocks, `task.tokens_per_step` tokens per step."""
     length = task.completion_length
-    return SamplerConfig(gen_length=length, block_length=length // 2, steps=length // 2, temperature=temperature)
+    steps = length // task.tokens_per_step
+    return SamplerConfig(gen_length=length, block_length=length // 2, steps=steps, temperature=temperature)
 
 
 def cache_root() -> Path:

@@ -19,6 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from benchmarks.advantages import group_advantages
+from benchmarks.budget import Budget, count_forwards, degenerate_fraction
 from benchmarks.evaluate import sample_texts
 from benchmarks.model import Denoiser, eos_mask
 from benchmarks.sampler import SamplerConfig
@@ -38,13 +39,27 @@ class RLConfig:
     weight_decay: float = 0.0
     max_grad_norm: float = 0.2
     rollout_temperature: float = 1.0
+    # Evaluate the policy on the test split every this many steps (0: only after the last step),
+    # for the report's best-checkpoint column.
+    eval_every: int = 10
 
     def __post_init__(self):
         for name in ("steps", "prompts_per_step", "inner_updates"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.eval_every < 0:
+            raise ValueError(f"eval_every must be 0 (off) or positive, got {self.eval_every}")
         if self.group_size < 2:
             raise ValueError(f"group_size must be at least 2 for a group baseline, got {self.group_size}")
+
+
+# Called with (step, policy) at each intermediate evaluation point; see RLConfig.eval_every.
+CheckpointCallback = Callable[[int, Denoiser], None]
+
+
+def is_checkpoint(step: int, config: RLConfig) -> bool:
+    """Return True if the policy after `step` gets an intermediate evaluation (not the last step)."""
+    return config.eval_every > 0 and step % config.eval_every == 0 and step < config.steps
 
 
 def draw_rollout(
@@ -101,66 +116,105 @@ def train_policy(
     seed: int,
     progress: bool = True,
     on_step: Callable[[dict], None] | None = None,
+    on_checkpoint: CheckpointCallback | None = None,
 ) -> tuple[Denoiser, list[dict]]:
-    """Post-train a copy of `base` with `divergence`; returns the policy and one log record per step."""
+    """Post-train a copy of `base` with `divergence`; returns the policy and one log record per step.
+
+    Each record holds the step's metrics and the run's cumulative budget (see
+    `benchmarks.budget.Budget`). Forward calls made inside `on_checkpoint` are not counted.
+    """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base).train()
     reference = copy.deepcopy(base).eval().requires_grad_(False) if divergence.uses_reference else None
     optimizer = make_optimizer(policy, config)
-    estimator = divergence.estimator
     rollout_sampler = SamplerConfig(sampler.gen_length, sampler.block_length, sampler.steps, config.rollout_temperature)
+    step_context = _StepContext(task, config, rollout_sampler, train_problems, generator, Budget())
     logs: list[dict] = []
 
-    for step in tqdm(range(1, config.steps + 1), desc=f"{divergence.name} on {task.name}", disable=not progress):
-        started = time.perf_counter()
-
-        # 1. Rollout: prompts, grouped completions, rewards and advantages.
-        rollout, rewards = draw_step_rollout(policy, task, train_problems, config, rollout_sampler, generator)
-        advantages = group_advantages(rewards, config.group_size, divergence.config.advantage)
-
-        # 2. Old-policy and reference scores for every inner update, before any parameter moves.
-        seeds = torch.randint(0, 2**31 - 1, (config.inner_updates,), generator=generator).tolist()
-        with torch.no_grad():
-            needs_old = config.inner_updates > 1 and divergence.uses_old_policy
-            old = [estimator(policy, rollout, s) for s in seeds] if needs_old else [None] * len(seeds)
-            ref = [estimator(reference, rollout, s) for s in seeds] if reference is not None else None
-
-        # 3. Inner updates on the same rollout.
-        policy.train()
-        update_metrics = []
-        for k, mask_seed in enumerate(seeds):
-            student = estimator(policy, rollout, mask_seed)
-            old_scores = old[k] if old[k] is not None else _detached(student)
-            batch = DivergenceBatch(
-                student=student,
-                old=old_scores,
-                reference=ref[k] if ref is not None else None,
-                rewards=rewards,
-                advantages=advantages,
-                eos_mask=rollout.eos_mask,
-                group_size=config.group_size,
-            )
-            loss, metrics = divergence(batch)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item()
-            optimizer.step()
-            update_metrics.append(metrics)
-
-        record = {
-            "step": step,
-            "reward": rewards.mean().item(),
-            "reward_std": rewards.view(-1, config.group_size).std(dim=1).mean().item(),
-            "zero_advantage_fraction": (advantages == 0).float().mean().item(),
-            **{key: sum(m[key] for m in update_metrics) / len(update_metrics) for key in update_metrics[0]},
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        logs.append(record)
-        if on_step is not None:
-            on_step(record)
+    with count_forwards(step_context.budget, policy, reference):
+        for step in tqdm(range(1, config.steps + 1), desc=f"{divergence.name} on {task.name}", disable=not progress):
+            record = {"step": step, **_divergence_step(policy, reference, optimizer, divergence, step_context)}
+            log_step(record, step_context.budget, logs, on_step)
+            if on_checkpoint is not None and is_checkpoint(step, config):
+                with step_context.budget.pause():
+                    on_checkpoint(step, policy)
 
     return policy.eval(), logs
+
+
+@dataclass
+class _StepContext:
+    """What every step of one run shares."""
+
+    task: Task
+    config: RLConfig
+    rollout_sampler: SamplerConfig
+    train_problems: Sequence[Problem]
+    generator: torch.Generator
+    budget: Budget
+
+
+def log_step(record: dict, budget: Budget, logs: list[dict], on_step: Callable[[dict], None] | None) -> None:
+    """Append `record` with the cumulative budget to `logs` and pass it to `on_step`."""
+    record.update(budget.as_dict())
+    logs.append(record)
+    if on_step is not None:
+        on_step(record)
+
+
+def _divergence_step(policy, reference, optimizer, divergence, context: _StepContext) -> dict:
+    """Take one RL step (a rollout, then `inner_updates` updates on it) and return its metrics."""
+    started = time.perf_counter()
+    config, generator, budget = context.config, context.generator, context.budget
+    estimator = divergence.estimator
+
+    # 1. Rollout: prompts, grouped completions, rewards and advantages.
+    rollout, rewards = draw_step_rollout(
+        policy, context.task, context.train_problems, config, context.rollout_sampler, generator
+    )
+    budget.rollouts += len(rewards)
+    budget.scored += len(rewards)
+    advantages = group_advantages(rewards, config.group_size, divergence.config.advantage)
+
+    # 2. Old-policy and reference scores for every inner update, before any parameter moves.
+    seeds = torch.randint(0, 2**31 - 1, (config.inner_updates,), generator=generator).tolist()
+    with torch.no_grad():
+        needs_old = config.inner_updates > 1 and divergence.uses_old_policy
+        old = [estimator(policy, rollout, s) for s in seeds] if needs_old else [None] * len(seeds)
+        ref = [estimator(reference, rollout, s) for s in seeds] if reference is not None else None
+
+    # 3. Inner updates on the same rollout.
+    policy.train()
+    update_metrics = []
+    for k, mask_seed in enumerate(seeds):
+        student = estimator(policy, rollout, mask_seed)
+        old_scores = old[k] if old[k] is not None else _detached(student)
+        batch = DivergenceBatch(
+            student=student,
+            old=old_scores,
+            reference=ref[k] if ref is not None else None,
+            rewards=rewards,
+            advantages=advantages,
+            eos_mask=rollout.eos_mask,
+            group_size=config.group_size,
+        )
+        loss, metrics = divergence(batch)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item()
+        optimizer.step()
+        budget.gradient_steps += 1
+        update_metrics.append(metrics)
+
+    return {
+        "reward": rewards.mean().item(),
+        "reward_std": rewards.view(-1, config.group_size).std(dim=1).mean().item(),
+        "zero_advantage_fraction": (advantages == 0).float().mean().item(),
+        "degenerate_fraction": degenerate_fraction(rollout.completion_ids, rollout.eos_mask, policy.eos_token_id),
+        **{key: sum(m[key] for m in update_metrics) / len(update_metrics) for key in update_metrics[0]},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
 
 
 def _detached(scores: TokenScores) -> TokenScores:

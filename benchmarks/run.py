@@ -90,15 +90,40 @@ def provenance(wall_seconds: dict[str, float]) -> dict:
 class RunWriter:
     """Keeps the raw records of a run and rewrites its files atomically after each finished piece."""
 
-    def __init__(self, run_dir: Path, config: dict):
+    def __init__(self, run_dir: Path, config: dict, log_samples: bool = False):
         self.run_dir = run_dir
         self.config = config
+        self.log_samples = log_samples
         self.evaluations: list[dict] = []
         self.pretrain: dict[str, dict] = {}
         self.metrics: list[dict] = []
         self.wall_seconds: dict[str, float] = {}
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+
+    def add_evaluation(self, task, method: str, seed: int, step: int, problems, result, final: bool) -> None:
+        """Record one evaluation; with `log_samples`, also write its samples file at once.
+
+        `final` marks the evaluation after the last step (the report's primary column); the
+        others are intermediate checkpoints.
+        """
+        self.evaluations.append(
+            {"task": task.name, "method": method, "seed": seed, "step": step, "final": final, "metrics": result.metrics}
+        )
+        if not self.log_samples:
+            return
+        rows = [
+            {
+                "prompt": problem.prompt,
+                "completion": completion,
+                "parsed_answer": task.parse_answer(completion),
+                "reward": reward,
+            }
+            for problem, completion, reward in zip(problems, result.completions, result.rewards)
+        ]
+        path = self.run_dir / "samples" / task.name / f"{method}-seed{seed}-step{step}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
     def flush(self) -> None:
         records = {"pretrain": self.pretrain, "evaluations": self.evaluations}
@@ -141,8 +166,10 @@ def trainer_for(method: str, overrides: dict | None = None) -> Callable:
     return functools.partial(_train_divergence, divergence)
 
 
-def _train_divergence(divergence, base, task, config, sampler, train_problems, seed, progress):
-    return train_policy(base, task, divergence, config, sampler, train_problems, seed=seed, progress=progress)
+def _train_divergence(divergence, base, task, config, sampler, train_problems, seed, progress, on_checkpoint=None):
+    return train_policy(
+        base, task, divergence, config, sampler, train_problems, seed=seed, progress=progress, on_checkpoint=on_checkpoint
+    )
 
 
 def run(
@@ -153,6 +180,7 @@ def run(
     run_dir: Path,
     progress: bool,
     overrides: dict[str, dict] | None = None,
+    log_samples: bool = False,
 ) -> Path:
     overrides = overrides or {}
     trainers = {name: trainer_for(name, overrides.get(name)) for name in methods}
@@ -168,7 +196,7 @@ def run(
         "primary_metrics": {name: get_task(name).primary_metric for name in tasks},
         "test_problems": preset.test_problems,
     }
-    writer = RunWriter(run_dir, config)
+    writer = RunWriter(run_dir, config, log_samples)
     started = time.perf_counter()
     try:
         _run_tasks(writer, trainers, tasks, seeds, preset, progress, started)
@@ -198,24 +226,40 @@ def _run_tasks(writer, trainers, tasks, seeds, preset, progress, started) -> Non
         phase = time.perf_counter()
         result = evaluate_base(base, task, test, sampler, progress)
         for seed in seeds:  # the base is deterministic: one evaluation serves every seed
-            writer.evaluations.append({"task": task_name, "method": BASE_NAME, "seed": seed, "metrics": result.metrics})
+            writer.add_evaluation(task, BASE_NAME, seed, 0, test, result, final=True)
         writer.wall_seconds[f"{task_name}/evaluate_base"] = time.perf_counter() - phase
         log.info("%s base: %s", task_name, _format(result.metrics))
         writer.flush()
 
         for method, trainer in trainers.items():
             for seed in seeds:
-                phase = time.perf_counter()
-                policy, logs = trainer(base, task, preset.rl, sampler, train, seed=seed, progress=progress)
-                writer.metrics += [{"task": task_name, "method": method, "seed": seed, **entry} for entry in logs]
-                writer.wall_seconds[f"{task_name}/{method}/seed{seed}/train"] = time.perf_counter() - phase
-                phase = time.perf_counter()
-                result = evaluate(policy, task, test, sampler, progress=progress, description=f"evaluate {method} on {task_name}")
-                writer.wall_seconds[f"{task_name}/{method}/seed{seed}/evaluate"] = time.perf_counter() - phase
-                writer.evaluations.append({"task": task_name, "method": method, "seed": seed, "metrics": result.metrics})
-                log.info("%s %s seed %d: %s", task_name, method, seed, _format(result.metrics))
+                _run_one(writer, trainer, task, method, seed, base, sampler, train, test, preset, progress)
                 writer.wall_seconds["total"] = time.perf_counter() - started
                 writer.flush()
+
+
+def _run_one(writer, trainer, task, method, seed, base, sampler, train, test, preset, progress) -> None:
+    """Train one (method, seed) on one task, evaluating at every checkpoint and after the last step."""
+    def evaluate_checkpoint(step: int, policy) -> None:
+        phase = time.perf_counter()
+        result = evaluate(policy, task, test, sampler, description=f"evaluate {method} at step {step}")
+        writer.add_evaluation(task, method, seed, step, test, result, final=False)
+        writer.wall_seconds[f"{task.name}/{method}/seed{seed}/checkpoints"] = (
+            writer.wall_seconds.get(f"{task.name}/{method}/seed{seed}/checkpoints", 0.0) + time.perf_counter() - phase
+        )
+
+    phase = time.perf_counter()
+    policy, logs = trainer(
+        base, task, preset.rl, sampler, train, seed=seed, progress=progress, on_checkpoint=evaluate_checkpoint
+    )
+    writer.metrics += [{"task": task.name, "method": method, "seed": seed, **entry} for entry in logs]
+    checkpoint_seconds = writer.wall_seconds.get(f"{task.name}/{method}/seed{seed}/checkpoints", 0.0)
+    writer.wall_seconds[f"{task.name}/{method}/seed{seed}/train"] = time.perf_counter() - phase - checkpoint_seconds
+    phase = time.perf_counter()
+    result = evaluate(policy, task, test, sampler, progress=progress, description=f"evaluate {method} on {task.name}")
+    writer.wall_seconds[f"{task.name}/{method}/seed{seed}/evaluate"] = time.perf_counter() - phase
+    writer.add_evaluation(task, method, seed, preset.rl.steps, test, result, final=True)
+    log.info("%s %s seed %d: %s", task.name, method, seed, _format(result.metrics))
 
 
 def _format(metrics: dict[str, float]) -> str:
@@ -236,6 +280,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-rft", action="store_true", help="leave out the rft reference row (added by default)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument(
+        "--log-samples", action="store_true",
+        help="write every evaluation's prompts, completions, parsed answers and rewards to samples/<task>/*.jsonl",
+    )
     return parser
 
 
@@ -258,7 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     transformers_logging.disable_progress_bar()
     run_id = args.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{args.preset}"
     try:
-        run_dir = run(methods, tasks, seeds, preset, args.output_dir / run_id, not args.no_progress, overrides)
+        run_dir = run(
+            methods, tasks, seeds, preset, args.output_dir / run_id, not args.no_progress, overrides, args.log_samples
+        )
     except KeyboardInterrupt:
         return 130
     print(f"wrote {run_dir / 'summary.md'}")

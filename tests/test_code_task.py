@@ -79,7 +79,7 @@ def test_task_attributes(task):
     assert CodeTask.primary_metric == "accuracy"
     assert CodeTask.headroom_metric == "accuracy"
     assert CodeTask.max_prompt_chars == len("f(9)=90,f(9)=90,f(9)=90,f(9)=90")
-    assert CodeTask.completion_length == 64
+    assert CodeTask.completion_length == 48
     assert CodeTask.max_prompt_chars + CodeTask.completion_length <= 127
 
 

@@ -116,6 +116,9 @@ class Task(ABC):
     max_prompt_chars: int  # prompts are left-padded to this many characters
     completion_length: int  # generated tokens per completion
     headroom_metric: str  # the metric whose band stops base pretraining
+    # Tokens the default sampler commits per denoising step. Long completions commit more per
+    # step, which keeps their sampling cost on 2 CPU cores close to that of short ones.
+    tokens_per_step: int = 2
 
     @abstractmethod
     def problems(self, split: str, count: int, seed: int) -> list[Problem]:
@@ -124,6 +127,14 @@ class Task(ABC):
     @abstractmethod
     def reward(self, problem: Problem, completion: str) -> float:
         """Score one completion in [0, 1]."""
+
+    def parse_answer(self, completion: str) -> str | None:
+        """Return the answer that the reward reads from `completion`, for sample logs.
+
+        The default is the stripped completion; tasks that extract an answer override this and
+        return None when there is none.
+        """
+        return completion.strip()
 
     def rewards(self, problems: Sequence[Problem], completions: Sequence[str]) -> list[float]:
         """Score a batch of completions, one per problem.
