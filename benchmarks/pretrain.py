@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         "Checkpoints are cached under $DIVBENCH_CACHE (default ~/.cache/dllm-divbench).",
     )
     parser.add_argument("--tasks", default="sudoku,countdown", help="comma-separated task names, or 'all' (default: sudoku,countdown)")
-    parser.add_argument("--preset", default="tiny", help="run size whose base models to build: tiny (default) or smoke")
+    parser.add_argument("--preset", default="tiny", help="run size whose base models to build: tiny (default), paper-tiny or smoke")
     parser.add_argument("--seed", type=int, default=0, help="seed of the base model and its data (default: 0)")
     args = parser.parse_args(argv)
     names = sorted(TASKS) if args.tasks == "all" else [name.strip() for name in args.tasks.split(",")]

@@ -271,7 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--methods", default="gdsd,elbo_grpo", help="comma-separated method names (divergences or rft), or 'all'")
     parser.add_argument("--tasks", default="sudoku,countdown", help="comma-separated task names, or 'all'")
     parser.add_argument("--seeds", default="0", help="comma-separated RL seeds; every method runs once per seed")
-    parser.add_argument("--preset", default="tiny", help="run size: tiny (default) or smoke")
+    parser.add_argument("--preset", default="tiny", help="run size: tiny (default), paper-tiny (all methods and tasks, 3 seeds) or smoke (installation check)")
     parser.add_argument("--output-dir", type=Path, default=Path("reports"), help="where the run directory is created")
     parser.add_argument("--run-id", help="name of the run directory (default: UTC time and preset)")
     parser.add_argument(

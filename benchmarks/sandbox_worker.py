@@ -40,6 +40,7 @@ import tempfile
 import time
 
 NOBODY = "nobody"
+NOBODY_ID = 65534  # the conventional id of `nobody` on Linux, used when passwd has no entry
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNET = 0x40000000
 PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -302,11 +303,15 @@ def _confine(limits: dict, workdir: str, output_fd: int, result_fd: int) -> None
     _isolate_network()
     _set_limits(limits)
     if os.geteuid() == 0:
-        nobody = pwd.getpwnam(NOBODY)
-        os.chown(workdir, nobody.pw_uid, nobody.pw_gid)
+        try:
+            nobody = pwd.getpwnam(NOBODY)
+            uid, gid = nobody.pw_uid, nobody.pw_gid
+        except KeyError:  # no such entry, as in some minimal containers
+            uid = gid = NOBODY_ID
+        os.chown(workdir, uid, gid)
         os.setgroups([])
-        os.setgid(nobody.pw_gid)
-        os.setuid(nobody.pw_uid)
+        os.setgid(gid)
+        os.setuid(uid)
     os.chdir(workdir)
     os.environ.clear()
     os.environ.update({"PATH": PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8"})

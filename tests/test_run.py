@@ -1,3 +1,4 @@
+import json
 import subprocess
 import sys
 
@@ -29,7 +30,7 @@ def test_unknown_task_and_preset_rejected(capsys):
     assert main(["--tasks", "chess"]) == 2
     assert "valid tasks: code, countdown, math, sudoku" in capsys.readouterr().err
     assert main(["--preset", "huge"]) == 2
-    assert "valid presets: smoke, tiny" in capsys.readouterr().err
+    assert "valid presets: paper-tiny, smoke, tiny" in capsys.readouterr().err
 
 
 def test_smoke_run_writes_report(tmp_path):
@@ -75,3 +76,47 @@ def test_invalid_override_rejected_before_training(capsys):
     assert "expected a number" in capsys.readouterr().err
     assert main(["--methods", "gdsd", "--set", "gdsd.psi"]) == 2
     assert "expected METHOD.OPTION=VALUE" in capsys.readouterr().err
+
+
+def test_interrupted_run_keeps_finished_results(tmp_path, monkeypatch):
+    import benchmarks.run as run_module
+
+    calls = []
+    real_train_policy = run_module.train_policy
+
+    def train_then_interrupt(*args, **kwargs):
+        calls.append(args[2].name)
+        if len(calls) == 2:  # the second method is interrupted mid-training
+            raise KeyboardInterrupt
+        return real_train_policy(*args, **kwargs)
+
+    monkeypatch.setattr(run_module, "train_policy", train_then_interrupt)
+    code = main([
+        "--methods", "gdsd,elbo_grpo", "--tasks", "sudoku", "--preset", "smoke", "--no-rft",
+        "--output-dir", str(tmp_path), "--run-id", "stopped", "--no-progress",
+    ])
+
+    run_dir = tmp_path / "stopped"
+    assert code == 130
+    assert calls == ["gdsd", "elbo_grpo"]
+    results = pd.read_csv(run_dir / "results.csv")
+    assert sorted(set(results.method)) == ["base", "gdsd"]
+    summary = (run_dir / "summary.md").read_text()
+    assert "- sudoku: gdsd is the only trained method." in summary
+    assert not [path for path in run_dir.rglob("*") if path.name.startswith(".")]  # no temporary files
+
+
+def test_log_samples_writes_every_evaluation(tmp_path):
+    code = main([
+        "--methods", "gdsd", "--tasks", "sudoku", "--preset", "smoke", "--no-rft",
+        "--output-dir", str(tmp_path), "--run-id", "logged", "--no-progress", "--log-samples",
+    ])
+
+    samples = tmp_path / "logged" / "samples" / "sudoku"
+    assert code == 0
+    assert sorted(path.name for path in samples.iterdir()) == ["base-seed0-step0.jsonl", "gdsd-seed0-step2.jsonl"]
+    rows = [json.loads(line) for line in (samples / "gdsd-seed0-step2.jsonl").read_text().splitlines()]
+    assert len(rows) == 32  # the smoke preset's test problems
+    assert set(rows[0]) == {"prompt", "completion", "parsed_answer", "reward"}
+    assert all(0.0 <= row["reward"] <= 1.0 for row in rows)
+    assert rows[0]["parsed_answer"] == rows[0]["completion"].strip()
