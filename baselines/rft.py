@@ -15,6 +15,7 @@ target the base was pretrained on.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from typing import Callable, Sequence
 
@@ -67,7 +68,7 @@ def train_rft(
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base).train()
     optimizer = make_optimizer(policy, config)
-    rollout_sampler = SamplerConfig(sampler.gen_length, sampler.block_length, sampler.steps, config.rollout_temperature)
+    rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
     budget = Budget()
     logs: list[dict] = []
 

@@ -11,6 +11,7 @@ reference passes of one update see identical masks. The divergence maps the asse
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
@@ -128,7 +129,7 @@ def train_policy(
     policy = copy.deepcopy(base).train()
     reference = copy.deepcopy(base).eval().requires_grad_(False) if divergence.uses_reference else None
     optimizer = make_optimizer(policy, config)
-    rollout_sampler = SamplerConfig(sampler.gen_length, sampler.block_length, sampler.steps, config.rollout_temperature)
+    rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
     step_context = _StepContext(task, config, rollout_sampler, train_problems, generator, Budget())
     logs: list[dict] = []
 

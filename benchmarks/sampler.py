@@ -1,11 +1,18 @@
-"""LLaDA-style sampling by low-confidence remasking; serves both rollouts and evaluation.
+"""Diffusion sampling by iterative unmasking; serves both rollouts and evaluation.
 
 The completion starts fully masked and is split into blocks that are filled left to right. Each
 block gets `steps / num_blocks` denoising steps. At every step the denoiser predicts all
-positions, a token is drawn at each masked position by the Gumbel-max trick, and the most
-confident masked positions of the current block (by the probability of the drawn token) are
-committed. The schedule spreads a block's masks evenly over its steps, the first steps taking the
-remainder. Every row of the batch is handled by the same tensor operations.
+positions, a token is drawn at each masked position (after temperature and top-p), and the most
+confident masked positions of the current block are committed. Two algorithms differ in how
+many positions a step commits and what confidence means:
+
+- "low_confidence" (LLaDA): the schedule spreads a block's masks evenly over its steps, the
+  first steps taking the remainder, and confidence is the probability of the drawn token.
+- "entropy" (Dream): step i of n commits floor(m · (1 - s/t)) of the m positions still masked,
+  with t, s = times[i], times[i + 1] and times = linspace(1, 1e-3, n + 1), and every remaining
+  position at the last step. Confidence is the negative entropy of the position's distribution.
+
+Every row of the batch is handled by the same tensor operations.
 """
 
 from __future__ import annotations
@@ -18,14 +25,21 @@ from torch import Tensor
 from benchmarks.model import Denoiser
 
 
+ALGORITHMS = ("low_confidence", "entropy")
+# Dream's sampler runs its time from 1 down to this value, so the last step has s/t > 0.
+ENTROPY_FINAL_TIME = 1e-3
+
+
 @dataclass(frozen=True)
 class SamplerConfig:
-    """Generation settings: completion length, block length, total steps and temperature."""
+    """Generation settings: lengths, total steps, temperature, top-p and the unmasking algorithm."""
 
     gen_length: int
     block_length: int
     steps: int
     temperature: float = 0.0
+    top_p: float = 1.0
+    algorithm: str = "low_confidence"
 
     def __post_init__(self):
         if self.gen_length % self.block_length:
@@ -37,6 +51,10 @@ class SamplerConfig:
             raise ValueError(f"steps per block must be between 1 and block_length {self.block_length}, got {self.steps // num_blocks}")
         if self.temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown sampling algorithm {self.algorithm!r}; valid algorithms: {', '.join(ALGORITHMS)}")
 
     @property
     def num_blocks(self) -> int:
@@ -50,6 +68,30 @@ def transfer_schedule(mask_count: Tensor, steps: int) -> Tensor:
     schedule = base[:, None].expand(-1, steps).clone()
     schedule += (torch.arange(steps, device=mask_count.device)[None, :] < remainder[:, None]).long()
     return schedule
+
+
+def entropy_transfer_count(mask_count: Tensor, step: int, steps: int) -> Tensor:
+    """Return how many of each row's `mask_count` masked positions Dream's schedule commits at `step`."""
+    if step == steps - 1:
+        return mask_count
+    times = torch.linspace(1, ENTROPY_FINAL_TIME, steps + 1, dtype=torch.float64)
+    share = 1 - times[step + 1] / times[step]
+    return torch.floor(mask_count.double() * share).long()
+
+
+def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
+    """Set to -inf every logit outside the smallest set of tokens whose probability reaches `top_p`.
+
+    The most likely token always stays.
+    """
+    if top_p >= 1:
+        return logits
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    cumulative = torch.softmax(sorted_logits.double(), dim=-1).cumsum(dim=-1)
+    # Drop a token when the tokens ranked above it already reach top_p.
+    drop_sorted = (cumulative - torch.softmax(sorted_logits.double(), dim=-1)) >= top_p
+    drop = torch.zeros_like(drop_sorted).scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
 
 
 def sample_tokens(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
@@ -97,16 +139,32 @@ def generate(
             # TODO: draw and score only the current block's positions. The float64 noise and softmax
             # below span every position, which costs memory at real-model vocabulary and length.
             logits[..., mask_id] = float("-inf")
+            if config.temperature > 0:
+                logits = top_p_filter(logits, config.top_p)
             drawn = sample_tokens(logits, config.temperature, generator)  # [b, p + l]
-            probs = torch.softmax(logits.double(), dim=-1)
-            confidence = probs.gather(-1, drawn[..., None]).squeeze(-1)
+            if config.algorithm == "entropy":
+                count = entropy_transfer_count(masked.sum(dim=1), step, steps_per_block)  # [b]
+                confidence = _negative_entropy(logits, config.temperature)
+            else:
+                count = schedule[:, step]  # [b]
+                probs = torch.softmax(logits.double(), dim=-1)
+                confidence = probs.gather(-1, drawn[..., None]).squeeze(-1)
             confidence = torch.where(masked, confidence, float("-inf"))
 
             # Commit the k most confident masked positions of each row, k varying per row.
-            count = schedule[:, step]  # [b]
+            if int(count.max()) == 0:
+                continue
             top = confidence.topk(int(count.max()), dim=1).indices  # [b, k_max]
             keep = torch.arange(top.shape[1], device=device)[None, :] < count[:, None]
             commit = torch.zeros_like(masked).scatter_(1, top, keep)
             x = torch.where(commit, drawn, x)
 
     return x[:, prompt_length:]
+
+
+def _negative_entropy(logits: Tensor, temperature: float) -> Tensor:
+    """Return -H of softmax(logits / temperature) per position (of the logits at temperature 0)."""
+    scaled = logits.double() / temperature if temperature > 0 else logits.double()
+    log_probs = torch.log_softmax(scaled, dim=-1)
+    # -inf logits give 0 * -inf; those tokens contribute nothing to the entropy.
+    return (log_probs.exp() * log_probs.nan_to_num(neginf=0.0)).sum(dim=-1)

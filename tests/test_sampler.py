@@ -2,7 +2,16 @@ import pytest
 import torch
 
 from benchmarks.model import encode_prompts
-from benchmarks.sampler import SamplerConfig, generate, sample_tokens, transfer_schedule
+import math
+
+from benchmarks.sampler import (
+    SamplerConfig,
+    entropy_transfer_count,
+    generate,
+    sample_tokens,
+    top_p_filter,
+    transfer_schedule,
+)
 from helpers import RecordingDenoiser
 
 
@@ -84,8 +93,58 @@ def test_gumbel_temperature_sharpens():
         (dict(gen_length=8, block_length=4, steps=3), "not a multiple of the number of blocks"),
         (dict(gen_length=8, block_length=4, steps=10), "steps per block"),
         (dict(gen_length=8, block_length=4, steps=4, temperature=-1), "temperature"),
+        (dict(gen_length=8, block_length=4, steps=4, top_p=0), "top_p"),
+        (dict(gen_length=8, block_length=4, steps=4, algorithm="random"), "valid algorithms: low_confidence, entropy"),
     ],
 )
 def test_sampler_config_rejects(kwargs, message):
     with pytest.raises(ValueError, match=message):
         SamplerConfig(**kwargs)
+
+
+def test_entropy_schedule_follows_time_grid():
+    # times = linspace(1, 1e-3, 5); step i commits floor(m * (1 - times[i+1] / times[i])).
+    times = [1 - i * (1 - 1e-3) / 4 for i in range(5)]
+    masks = torch.tensor([8, 8, 8, 8])
+    expected = [math.floor(8 * (1 - times[i + 1] / times[i])) for i in range(3)]
+
+    assert [int(entropy_transfer_count(masks, i, 4)[0]) for i in range(3)] == expected
+    assert entropy_transfer_count(torch.tensor([5, 0]), 3, 4).tolist() == [5, 0]  # all at the last step
+
+
+def test_entropy_sampler_commits_surest_positions(denoiser, tokenizer):
+    prompt_ids, prompt_mask = prompts(tokenizer)
+    recorder = RecordingDenoiser(denoiser)
+    config = SamplerConfig(gen_length=8, block_length=8, steps=4, temperature=0.0, algorithm="entropy")
+
+    completion = generate(recorder, prompt_ids, prompt_mask, config)
+
+    masks_left = [int((seen == tokenizer.mask_token_id).sum(dim=1)[0]) for seen in recorder.inputs]
+    committed = [8]
+    for step in range(3):
+        committed.append(committed[-1] - int(entropy_transfer_count(torch.tensor([committed[-1]]), step, 4)[0]))
+    assert masks_left == committed
+    assert not (completion == tokenizer.mask_token_id).any()
+
+    # The first committed positions are those with the lowest entropy under the first forward.
+    logits = denoiser(recorder.inputs[0], torch.cat([prompt_mask, torch.ones(4, 8, dtype=torch.long)], dim=1))
+    logits[..., tokenizer.mask_token_id] = float("-inf")
+    probs = torch.softmax(logits.double(), dim=-1)
+    entropy = -(probs * probs.clamp_min(1e-300).log()).sum(dim=-1)[:, prompt_ids.shape[1]:]
+    first_count = 8 - masks_left[1]
+    assert first_count == 1  # floor(8 * (1 - 0.75025 / 1))
+    expected = entropy.topk(first_count, dim=1, largest=False).indices.sort(dim=1).values
+    second_input = recorder.inputs[1][:, prompt_ids.shape[1]:]
+    filled = (second_input != tokenizer.mask_token_id).nonzero()[:, 1].view(4, first_count)
+    assert torch.equal(filled, expected)
+
+
+def test_top_p_keeps_smallest_covering_set():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+
+    kept = torch.isfinite(top_p_filter(logits, 0.8))
+    single = torch.isfinite(top_p_filter(logits, 0.4))
+
+    assert kept.tolist() == [[True, True, False, False]]
+    assert single.tolist() == [[True, False, False, False]]
+    assert torch.equal(top_p_filter(logits, 1.0), logits)
