@@ -1,0 +1,185 @@
+"""Model families: the conventions that differ between real dLLMs, behind one denoiser interface.
+
+A family says where the mask token id comes from, whether the network's logits are shifted (Dream
+predicts token i from position i - 1, as autoregressive models do; LLaDA predicts token i at
+position i), which linear layers LoRA adapts, and which unmasking algorithm its sampler uses.
+`DiffusionLM` wraps a loaded model so the rest of the harness sees LLaDA-aligned float32 logits,
+whatever the family.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """The conventions of one family of diffusion language models."""
+
+    name: str
+    logit_shift: int  # 1 when the logits at position i - 1 predict token i
+    sampler_algorithm: str  # see benchmarks.sampler.ALGORITHMS
+    # Regular expression on full module names that selects the linear layers LoRA adapts, and
+    # the number of them per transformer layer, which `apply_lora` checks.
+    lora_pattern: str
+    lora_modules_per_layer: int
+    layer_count_keys: tuple[str, ...]  # config fields that hold the number of layers
+
+    def mask_token_id(self, config: Any, tokenizer: Any) -> int:
+        """Return the mask token id, from the model config first, then from the tokenizer.
+
+        LLaDA's tokenizer declares no mask token, and a copied Dream generation config may hold
+        null, so the model config is the first source. Raises ValueError if neither has one.
+        """
+        for source in (config, tokenizer):
+            value = getattr(source, "mask_token_id", None)
+            if value is not None:
+                return int(value)
+        raise ValueError(
+            f"neither the model config nor the tokenizer of this {self.name} model defines mask_token_id; "
+            "set config.mask_token_id to the id of the mask token"
+        )
+
+    def layer_count(self, config: Any) -> int:
+        for key in self.layer_count_keys:
+            value = getattr(config, key, None)
+            if value is not None:
+                return int(value)
+        raise ValueError(f"the {self.name} config has none of {', '.join(self.layer_count_keys)}")
+
+    def align_logits(self, logits: Tensor) -> Tensor:
+        """Move the logits so that position i holds the prediction for token i.
+
+        With a shift of 1, position 0 has no prediction; it repeats position 0's raw logits, as
+        Dream's own sampler does, and is always a prompt position, so nothing reads it.
+        """
+        if self.logit_shift == 0:
+            return logits
+        return torch.cat([logits[:, :1], logits[:, :-1]], dim=1)
+
+
+# LLaDA-8B names its block linears q_proj, k_proj, v_proj, attn_out, ff_proj (gate), up_proj
+# and ff_out (down), and its untied output head is transformer.ff_out too, so the pattern is
+# anchored on the block index. The q/k/v/o/gate/up/down list of the d1, wd1, SPG and DMPO
+# trainers matches only 4 of these 7 per block on LLaDA.
+LLADA = ModelFamily(
+    name="llada",
+    logit_shift=0,
+    sampler_algorithm="low_confidence",
+    lora_pattern=r".*\.blocks\.\d+\.(q_proj|k_proj|v_proj|attn_out|ff_proj|up_proj|ff_out)",
+    lora_modules_per_layer=7,
+    layer_count_keys=("n_layers", "num_hidden_layers"),
+)
+# Dream-7B follows the Qwen2 layout: self_attn.{q,k,v,o}_proj and mlp.{gate,up,down}_proj.
+DREAM = ModelFamily(
+    name="dream",
+    logit_shift=1,
+    sampler_algorithm="entropy",
+    lora_pattern=r".*\.layers\.\d+\.(self_attn\.(q_proj|k_proj|v_proj|o_proj)|mlp\.(gate_proj|up_proj|down_proj))",
+    lora_modules_per_layer=7,
+    layer_count_keys=("num_hidden_layers", "n_layers"),
+)
+FAMILIES = {family.name: family for family in (LLADA, DREAM)}
+
+
+def get_family(name: str) -> ModelFamily:
+    if name not in FAMILIES:
+        raise ValueError(f"unknown model family {name!r}; valid families: {', '.join(sorted(FAMILIES))}")
+    return FAMILIES[name]
+
+
+class DiffusionLM(nn.Module):
+    """A loaded dLLM with the denoiser interface of the harness.
+
+    `forward` returns float32 logits [b, l, V] aligned so that position i predicts token i. On
+    CUDA the network runs under bf16 autocast when `autocast` is true.
+    """
+
+    def __init__(self, model: nn.Module, tokenizer: Any, family: ModelFamily, autocast: bool = True):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.family = family
+        self.autocast = autocast
+        self.mask_token_id = family.mask_token_id(model.config, tokenizer)
+        if tokenizer.eos_token_id is None:
+            raise ValueError(f"the tokenizer of this {family.name} model has no eos token")
+        self.eos_token_id: int = tokenizer.eos_token_id
+        self.pad_token_id: int = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        if self.pad_token_id == self.mask_token_id:
+            raise ValueError("the pad token id equals the mask token id; the sampler cannot tell them apart")
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None) -> Tensor:
+        use_autocast = self.autocast and input_ids.device.type == "cuda"
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_autocast):
+            logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
+        return self.family.align_logits(logits.float())
+
+
+def load_dllm(
+    name_or_path: str,
+    family: str,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    autocast: bool = True,
+) -> DiffusionLM:
+    """Load a dLLM from a local directory (or a hub id, where the network allows) with its tokenizer.
+
+    Loading goes through transformers' auto classes with `trust_remote_code=True`, because LLaDA
+    and Dream ship their modelling code with the weights.
+    """
+    from transformers import AutoModel, AutoTokenizer
+
+    model_family = get_family(family)
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
+    model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True, torch_dtype=dtype)
+    return DiffusionLM(model.to(device), tokenizer, model_family, autocast)
+
+
+# LoRA
+
+
+def lora_target_modules(model: nn.Module, family: ModelFamily) -> list[str]:
+    """Return the names of the linear layers of `model` that the family's LoRA pattern selects."""
+    pattern = re.compile(family.lora_pattern)
+    return [name for name, module in model.named_modules() if isinstance(module, nn.Linear) and pattern.fullmatch(name)]
+
+
+def apply_lora(dllm: DiffusionLM, rank: int, alpha: int, dropout: float = 0.0) -> DiffusionLM:
+    """Wrap `dllm.model` in a peft LoRA adapter on the family's target layers.
+
+    Raises ValueError when the pattern matches fewer (or more) layers than layers × modules per
+    layer: a target list that silently matches part of the model trains the wrong parameters.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    family = dllm.family
+    expected = family.layer_count(dllm.model.config) * family.lora_modules_per_layer
+    targets = lora_target_modules(dllm.model, family)
+    if len(targets) != expected:
+        raise ValueError(
+            f"the {family.name} LoRA pattern {family.lora_pattern!r} matches {len(targets)} linear layers, "
+            f"expected {expected} ({family.lora_modules_per_layer} per layer); "
+            "check the module names of this checkpoint"
+        )
+    config = LoraConfig(r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets)
+    dllm.model = get_peft_model(dllm.model, config)
+    adapted = sum(1 for name, _ in dllm.model.named_modules() if name.endswith(".lora_A"))
+    if adapted != expected:
+        raise ValueError(f"peft adapted {adapted} layers, expected {expected}")
+    return dllm
+
+
+@contextlib.contextmanager
+def reference_model(dllm: DiffusionLM) -> Iterator[DiffusionLM]:
+    """Run `dllm` as the reference policy inside the block: the base with the adapter disabled."""
+    if not hasattr(dllm.model, "disable_adapter"):
+        raise ValueError("the model has no LoRA adapter; the reference needs a separate copy of the base")
+    with dllm.model.disable_adapter():
+        yield dllm

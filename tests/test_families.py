@@ -1,0 +1,152 @@
+"""Model-family adapters on tiny LLaDA- and Dream-layout models: logit shift, LoRA, reference, sampling."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from benchmarks.families import DREAM, LLADA, DiffusionLM, apply_lora, get_family, lora_target_modules, reference_model
+from benchmarks.sampler import SamplerConfig, generate
+from benchmarks.tiny_dllms import TinyDLLMConfig, TinyDream, TinyLLaDA, copy_llada_into_dream
+from divergences.batch import Rollout
+from divergences.estimators import MeanFieldEstimator
+
+LAYERS = 2
+
+
+@pytest.fixture
+def config(tokenizer):
+    return TinyDLLMConfig(vocab_size=len(tokenizer), num_hidden_layers=LAYERS, mask_token_id=tokenizer.mask_token_id)
+
+
+@pytest.fixture
+def pair(config, tokenizer):
+    torch.manual_seed(0)
+    llada, dream = TinyLLaDA(config).eval(), TinyDream(config).eval()
+    copy_llada_into_dream(llada, dream)
+    return DiffusionLM(llada, tokenizer, LLADA), DiffusionLM(dream, tokenizer, DREAM)
+
+
+def _rollout(tokenizer, batch=3, prompt=5, completion=6):
+    generator = torch.Generator().manual_seed(1)
+    prompt_ids = torch.randint(10, 60, (batch, prompt), generator=generator)
+    completion_ids = torch.randint(10, 60, (batch, completion), generator=generator)
+    completion_ids[:, -2:] = tokenizer.eos_token_id
+    ones = torch.ones_like
+    return Rollout(prompt_ids, ones(prompt_ids), completion_ids, ones(completion_ids, dtype=torch.bool))
+
+
+def test_dream_logits_match_llada_after_shift(pair, tokenizer):
+    llada, dream = pair
+    rollout = _rollout(tokenizer)
+    sequence = torch.cat([rollout.prompt_ids, rollout.completion_ids], dim=1)
+
+    llada_logits = llada(sequence)
+    dream_logits = dream(sequence)
+    raw_dream = dream.model(sequence).logits
+
+    assert torch.equal(dream_logits[:, 1:], llada_logits[:, 1:])
+    assert not torch.allclose(raw_dream[:, 1:], llada_logits[:, 1:])  # the shift is what aligns them
+
+
+def test_dream_log_probs_match_llada(pair, tokenizer):
+    llada, dream = pair
+    rollout = _rollout(tokenizer)
+    estimator = MeanFieldEstimator()
+
+    llada_scores = estimator(llada, rollout, 7)
+    dream_scores = estimator(dream, rollout, 7)
+
+    assert torch.equal(dream_scores.logp, llada_scores.logp)
+    assert torch.isfinite(llada_scores.logp).all()
+
+
+def test_mask_token_from_config_then_tokenizer(config, tokenizer):
+    model = TinyLLaDA(config)
+    assert DiffusionLM(model, tokenizer, LLADA).mask_token_id == tokenizer.mask_token_id
+
+    model.config.mask_token_id = 5
+    assert DiffusionLM(model, tokenizer, LLADA).mask_token_id == 5
+
+
+def test_missing_mask_token_is_an_error(config, tokenizer):
+    model = TinyLLaDA(config)
+    model.config.mask_token_id = None
+
+    class NoMaskTokenizer:
+        mask_token_id = None
+        eos_token_id = tokenizer.eos_token_id
+        pad_token_id = tokenizer.pad_token_id
+
+    with pytest.raises(ValueError, match="defines mask_token_id"):
+        DiffusionLM(model, NoMaskTokenizer(), LLADA)
+
+
+@pytest.mark.parametrize("family, model_class", [(LLADA, TinyLLaDA), (DREAM, TinyDream)])
+def test_lora_targets_every_block_linear(family, model_class, config, tokenizer):
+    dllm = DiffusionLM(model_class(config), tokenizer, family)
+    targets = lora_target_modules(dllm.model, family)
+
+    assert len(targets) == 7 * LAYERS
+    assert all(".ff_out" not in name or ".blocks." in name for name in targets)  # not LLaDA's head
+
+    apply_lora(dllm, rank=4, alpha=8)
+    trainable = [name for name, parameter in dllm.model.named_parameters() if parameter.requires_grad]
+    assert len(trainable) == 2 * 7 * LAYERS  # lora_A and lora_B per adapted layer
+
+
+def test_lora_rejects_partial_match(config, tokenizer):
+    # The q/k/v/o/gate/up/down list of several reference trainers, applied to LLaDA's names.
+    partial = dataclasses.replace(
+        LLADA, lora_pattern=r".*\.(q_proj|k_proj|v_proj|o_proj|up_proj|down_proj|gate_proj)"
+    )
+    dllm = DiffusionLM(TinyLLaDA(config), tokenizer, partial)
+
+    with pytest.raises(ValueError, match=f"matches {4 * LAYERS} linear layers, expected {7 * LAYERS}"):
+        apply_lora(dllm, rank=4, alpha=8)
+
+
+def test_reference_is_base_with_adapter_disabled(config, tokenizer):
+    torch.manual_seed(0)
+    base = TinyLLaDA(config).eval()
+    sequence = torch.randint(10, 60, (2, 8))
+    before = base(sequence).logits.detach().clone()
+    dllm = apply_lora(DiffusionLM(base, tokenizer, LLADA), rank=4, alpha=8)
+    with torch.no_grad():
+        for name, parameter in dllm.model.named_parameters():
+            if "lora_B" in name:
+                parameter.add_(0.1)  # a trained adapter
+
+    adapted = dllm(sequence)
+    with reference_model(dllm) as reference:
+        reference_logits = reference(sequence)
+
+    assert torch.allclose(reference_logits, before, atol=1e-6)
+    assert not torch.allclose(adapted, before, atol=1e-3)
+
+
+def test_reference_needs_an_adapter(config, tokenizer):
+    dllm = DiffusionLM(TinyLLaDA(config), tokenizer, LLADA)
+
+    with pytest.raises(ValueError, match="no LoRA adapter"):
+        with reference_model(dllm):
+            pass
+
+
+@pytest.mark.parametrize("family, model_class", [(LLADA, TinyLLaDA), (DREAM, TinyDream)])
+def test_family_sampler_fills_every_mask(family, model_class, config, tokenizer):
+    dllm = DiffusionLM(model_class(config).eval(), tokenizer, family)
+    prompt_ids = torch.randint(10, 60, (3, 4))
+    sampler = SamplerConfig(8, 8, 4, temperature=1.0, top_p=0.95, algorithm=family.sampler_algorithm)
+
+    completion = generate(dllm, prompt_ids, torch.ones_like(prompt_ids), sampler, torch.Generator().manual_seed(0))
+
+    assert completion.shape == (3, 8)
+    assert not (completion == dllm.mask_token_id).any()
+
+
+def test_unknown_family():
+    with pytest.raises(ValueError, match="valid families: dream, llada"):
+        get_family("gpt")
