@@ -195,3 +195,30 @@ def test_missing_records_exits_with_message(tmp_path, capsys):
 
     assert exit_info.value.code == 2
     assert "has no records.json" in capsys.readouterr().err
+
+
+def test_readme_table_comes_from_summary(run_dir, tmp_path):
+    from benchmarks import readme_table
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{readme_table.START}\nold table\n{readme_table.END}\nrest\n")
+
+    assert readme_table.main([str(run_dir), "--readme", str(readme)]) == 0
+
+    text = readme.read_text()
+    assert "old table" not in text
+    assert text.startswith("intro\n") and text.endswith(f"{readme_table.END}\nrest\n")
+    assert f"| gdsd      | 0.820 ± {_half_width(FINAL['sudoku', 'gdsd']):.3f}" in text
+    assert "| base      | 0.450 " in text
+    assert "`python -m benchmarks.run --methods gdsd,elbo_grpo`" in text
+
+
+def test_readme_table_needs_markers(run_dir, tmp_path, capsys):
+    from benchmarks import readme_table
+
+    readme = tmp_path / "README.md"
+    readme.write_text("no markers\n")
+
+    assert readme_table.main([str(run_dir), "--readme", str(readme)]) == 2
+    assert "has no <!-- results:start -->" in capsys.readouterr().err
+    assert readme.read_text() == "no markers\n"
