@@ -1,6 +1,6 @@
 """Model families: the conventions that differ between real dLLMs, behind one denoiser interface.
 
-A family says where the mask token id comes from, whether the network's logits are shifted (Dream
+A family defines where the mask token id comes from, whether the network's logits are shifted (Dream
 predicts token i from position i - 1, as autoregressive models do; LLaDA predicts token i at
 position i), which linear layers LoRA adapts, and which unmasking algorithm its sampler uses.
 `DiffusionLM` wraps a loaded model so the rest of the harness sees LLaDA-aligned float32 logits,
@@ -54,7 +54,7 @@ class ModelFamily:
         raise ValueError(f"the {self.name} config has none of {', '.join(self.layer_count_keys)}")
 
     def align_logits(self, logits: Tensor) -> Tensor:
-        """Move the logits so that position i holds the prediction for token i.
+        """Move the logits so that position i contains the prediction for token i.
 
         With a shift of 1, position 0 has no prediction; it repeats position 0's raw logits, as
         Dream's own sampler does, and is always a prompt position, so nothing reads it.
