@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from benchmarks.model import Denoiser, decode_completions, encode_prompts
+from benchmarks.model import Denoiser
 from benchmarks.sampler import SamplerConfig, generate
 from benchmarks.tasks.base import Problem, Task
 
@@ -28,9 +28,9 @@ def sample_texts(
     generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Sample one completion per prompt; returns prompt ids, prompt mask, completion ids and texts."""
-    prompt_ids, prompt_mask = encode_prompts(denoiser.tokenizer, prompts, task.max_prompt_chars)
+    prompt_ids, prompt_mask = denoiser.encode_prompts(prompts, task)
     completion_ids = generate(denoiser, prompt_ids, prompt_mask, sampler, generator)
-    return prompt_ids, prompt_mask, completion_ids, decode_completions(denoiser.tokenizer, completion_ids)
+    return prompt_ids, prompt_mask, completion_ids, denoiser.decode_completions(completion_ids)
 
 
 def evaluate(

@@ -10,12 +10,15 @@ whatever the family.
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -101,12 +104,22 @@ class DiffusionLM(nn.Module):
     CUDA the network runs under bf16 autocast when `autocast` is true.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Any, family: ModelFamily, autocast: bool = True):
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any,
+        family: ModelFamily,
+        autocast: bool = True,
+        max_prompt_tokens: int | None = None,
+        chat_template: bool = True,
+    ):
         super().__init__()
         self.model = model
         self.tokenizer = tokenizer
         self.family = family
         self.autocast = autocast
+        self.max_prompt_tokens = max_prompt_tokens
+        self.chat_template = chat_template
         self.mask_token_id = family.mask_token_id(model.config, tokenizer)
         if tokenizer.eos_token_id is None:
             raise ValueError(f"the tokenizer of this {family.name} model has no eos token")
@@ -121,6 +134,53 @@ class DiffusionLM(nn.Module):
             logits = self.model(input_ids=input_ids, attention_mask=attention_mask).logits
         return self.family.align_logits(logits.float())
 
+    def encode_prompts(self, prompts: Sequence[str], task: Any = None) -> tuple[Tensor, Tensor]:
+        """Render each prompt as one user turn of the chat template and left-pad the batch.
+
+        Without a chat template (or with `chat_template` off) the prompt text is used as it is.
+        A prompt longer than `max_prompt_tokens` keeps its last tokens, where the question and the
+        generation prompt are, and the count of cut prompts is logged. `task` is unused: real
+        models read the limit from their recipe, not from the tiny task's character budget.
+        """
+        rows = [self.tokenizer(self._render(prompt), add_special_tokens=False)["input_ids"] for prompt in prompts]
+        if self.max_prompt_tokens is not None:
+            cut = sum(len(row) > self.max_prompt_tokens for row in rows)
+            if cut:
+                log.warning("%d of %d prompts were longer than %d tokens and lost their start", cut, len(rows), self.max_prompt_tokens)
+            rows = [row[-self.max_prompt_tokens :] for row in rows]
+        width = max(len(row) for row in rows)
+        prompt_ids = torch.tensor([[self.pad_token_id] * (width - len(row)) + row for row in rows], dtype=torch.long)
+        prompt_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long)
+        return prompt_ids, prompt_mask
+
+    def _render(self, prompt: str) -> str:
+        if not self.chat_template or getattr(self.tokenizer, "chat_template", None) is None:
+            return prompt
+        messages = [{"role": "user", "content": prompt}]
+        return self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def decode_completions(self, completion_ids: Tensor) -> list[str]:
+        """Decode each completion up to its first stop token (end of sequence or end of turn)."""
+        stops = self.stop_token_ids()
+        texts = []
+        for row in completion_ids.tolist():
+            end = next((index for index, token in enumerate(row) if token in stops), len(row))
+            texts.append(self.tokenizer.decode(row[:end], skip_special_tokens=True))
+        return texts
+
+    def stop_token_ids(self) -> set[int]:
+        """Return the end-of-sequence id and, where the tokenizer has one, the end-of-turn id.
+
+        LLaDA ends an answer with <|eot_id|> and fills the rest with <|endoftext|>; Dream ends a
+        turn with <|im_end|>.
+        """
+        stops = {self.eos_token_id}
+        for token in ("<|eot_id|>", "<|im_end|>"):
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != getattr(self.tokenizer, "unk_token_id", None):
+                stops.add(token_id)
+        return stops
+
 
 def load_dllm(
     name_or_path: str,
@@ -128,6 +188,7 @@ def load_dllm(
     device: str | torch.device = "cpu",
     dtype: torch.dtype | None = None,
     autocast: bool = True,
+    max_prompt_tokens: int | None = None,
 ) -> DiffusionLM:
     """Load a dLLM from a local directory (or a hub id, where the network allows) with its tokenizer.
 
@@ -139,7 +200,7 @@ def load_dllm(
     model_family = get_family(family)
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
     model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True, torch_dtype=dtype)
-    return DiffusionLM(model.to(device), tokenizer, model_family, autocast)
+    return DiffusionLM(model.to(device), tokenizer, model_family, autocast, max_prompt_tokens)
 
 
 # LoRA

@@ -49,6 +49,13 @@ class Denoiser(nn.Module):
         """Return float32 logits [b, l, V] of the clean token at every position."""
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
 
+    def encode_prompts(self, prompts: Sequence[str], task) -> tuple[Tensor, Tensor]:
+        """Encode prompts in the tiny layout: left-padded to the task's `max_prompt_chars`, then the separator."""
+        return encode_prompts(self.tokenizer, prompts, task.max_prompt_chars)
+
+    def decode_completions(self, completion_ids: Tensor) -> list[str]:
+        return decode_completions(self.tokenizer, completion_ids)
+
     def save(self, directory: str | Path) -> None:
         self.model.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)

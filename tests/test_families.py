@@ -150,3 +150,44 @@ def test_family_sampler_fills_every_mask(family, model_class, config, tokenizer)
 def test_unknown_family():
     with pytest.raises(ValueError, match="valid families: dream, llada"):
         get_family("gpt")
+
+
+def test_prompts_left_padded_and_decoded_to_stop(config, tokenizer):
+    dllm = DiffusionLM(TinyLLaDA(config), tokenizer, LLADA, max_prompt_tokens=4)
+
+    prompt_ids, prompt_mask = dllm.encode_prompts(["ab", "abcdef"])
+    decoded = dllm.decode_completions(torch.tensor([tokenizer("xy").input_ids + [tokenizer.eos_token_id, 40]]))
+
+    assert prompt_ids.tolist() == [
+        [tokenizer.pad_token_id] * 2 + tokenizer("ab").input_ids,
+        tokenizer("cdef").input_ids,  # the start is cut, the end kept
+    ]
+    assert prompt_mask.tolist() == [[0, 0, 1, 1], [1, 1, 1, 1]]
+    assert decoded == ["xy"]
+
+
+@pytest.mark.parametrize("family, model_class", [(LLADA, TinyLLaDA), (DREAM, TinyDream)])
+@pytest.mark.parametrize("method", ["gdsd", "elbo_grpo"])
+def test_rl_steps_run_on_family_models(family, model_class, method, config, tokenizer):
+    import divergences
+    from benchmarks.evaluate import evaluate
+    from benchmarks.rl import RLConfig, train_policy
+    from benchmarks.tasks import get_task
+
+    torch.manual_seed(0)
+    dllm = DiffusionLM(model_class(config), tokenizer, family).eval()
+    task = get_task("sudoku")
+    problems = task.problems("train", 4, seed=0)
+    sampler = SamplerConfig(16, 16 if family is DREAM else 8, 8, algorithm=family.sampler_algorithm)
+    rl = RLConfig(steps=2, prompts_per_step=2, group_size=4, inner_updates=2, learning_rate=1e-2, eval_every=0)
+    before = [parameter.detach().clone() for parameter in dllm.parameters()]
+
+    policy, logs = train_policy(dllm, task, divergences.get_divergence(method), rl, sampler, problems, seed=0, progress=False)
+    result = evaluate(policy, task, problems, sampler)
+
+    assert len(logs) == 2
+    assert all(torch.isfinite(torch.tensor(entry["loss"])) for entry in logs)
+    assert any(entry["zero_advantage_fraction"] < 1 for entry in logs)  # rewards differed, so there was signal
+    assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
+    assert len(result.completions) == 4
+    assert 0.0 <= result.metrics["accuracy"] <= 1.0
