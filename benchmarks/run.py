@@ -70,7 +70,7 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
-def provenance(wall_seconds: dict[str, float]) -> dict:
+def provenance(wall_seconds: dict[str, float], commit: str) -> dict:
     versions = {"torch": torch.__version__}  # keeps the build tag, e.g. +cpu or +cu130
     for package in PACKAGES[1:]:
         try:
@@ -79,7 +79,7 @@ def provenance(wall_seconds: dict[str, float]) -> dict:
             versions[package] = None
     return {
         "command": shlex.join([Path(sys.executable).name, "-m", "benchmarks.run", *sys.argv[1:]]),
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "python": platform.python_version(),
         "versions": versions,
         "hardware": f"{platform.machine()} CPU, {os.cpu_count()} cores, {torch.get_num_threads()} torch threads",
@@ -94,6 +94,8 @@ class RunWriter:
         self.run_dir = run_dir
         self.config = config
         self.log_samples = log_samples
+        # Read once: a commit made while the run goes on must not be recorded as its code.
+        self.commit = git_commit()
         self.evaluations: list[dict] = []
         self.pretrain: dict[str, dict] = {}
         self.metrics: list[dict] = []
@@ -129,7 +131,9 @@ class RunWriter:
         records = {"pretrain": self.pretrain, "evaluations": self.evaluations}
         atomic_write_text(self.run_dir / "records.json", json.dumps(records, indent=2) + "\n")
         atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.metrics))
-        atomic_write_text(self.run_dir / "provenance.json", json.dumps(provenance(self.wall_seconds), indent=2) + "\n")
+        atomic_write_text(
+            self.run_dir / "provenance.json", json.dumps(provenance(self.wall_seconds, self.commit), indent=2) + "\n"
+        )
         write_report(self.run_dir)
 
 
