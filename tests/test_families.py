@@ -191,3 +191,23 @@ def test_rl_steps_run_on_family_models(family, model_class, method, config, toke
     assert any(not torch.equal(a, b) for a, b in zip(before, policy.parameters()))
     assert len(result.completions) == 4
     assert 0.0 <= result.metrics["accuracy"] <= 1.0
+
+
+def test_gpu_smoke_script_runs_on_cpu(capsys):
+    from benchmarks import gpu_smoke
+
+    code = gpu_smoke.main(["--steps", "1", "--methods", "gdsd", "--device", "cpu"])
+
+    output = capsys.readouterr().out
+    assert code == 0
+    assert "device: cpu" in output
+    assert "llada: tiny random model" in output and "dream: tiny random model" in output
+    assert output.count("gdsd: 1 steps") == 2
+    assert "losses finite" in output
+
+
+def test_gpu_smoke_rejects_model_with_two_families(capsys):
+    from benchmarks import gpu_smoke
+
+    assert gpu_smoke.main(["--model", "some/dir"]) == 2
+    assert "needs exactly one --families entry" in capsys.readouterr().err
