@@ -15,7 +15,7 @@ from benchmarks.sandbox import STATUSES, Outcome, SandboxLimits, SandboxPool, ru
 LIMITS = SandboxLimits(wall_seconds=1.0, cpu_seconds=1, memory_bytes=256 * 2**20, output_bytes=16 * 2**10)
 # The worker needs a moment beyond the wall-clock limit to kill, reap and clean up.
 SLACK_SECONDS = 1.5
-WRONG_IDENTITY = "def f(x):\n    return 0\n"
+WRONG_IDENTITY = "def f(x):\n    return -1\n"  # no test, here or in the code task, expects -1
 IDENTITY_TEST = ["assert f(1) == 1"]
 
 
@@ -257,3 +257,20 @@ def test_statuses_cover_hostile_expectations(outside):
     expected = {status for _, status in hostile_programs(outside).values()}
 
     assert expected <= set(STATUSES)
+
+
+def test_hostile_completions_get_no_test_credit_in_code_task(outside):
+    from benchmarks.tasks.coding import FORMAT_WEIGHT, CodeTask, fenced, score_batch
+
+    task = CodeTask()
+    problem = task.problems("test", 1, seed=0)[0]
+    programs = [program for program, _ in hostile_programs(outside).values()]
+    completions = [fenced(program.rstrip("\n")) for program in programs]
+
+    scores = score_batch([problem] * len(completions), completions, task.limits)
+
+    for program, score in zip(programs, scores):
+        assert score.tests_passed == 0.0, program
+        assert not score.all_passed, program
+        assert score.reward <= FORMAT_WEIGHT, program  # at most the format term, never test credit
+    assert list(outside.iterdir()) == []
