@@ -189,18 +189,37 @@ def load_dllm(
     dtype: torch.dtype | None = None,
     autocast: bool = True,
     max_prompt_tokens: int | None = None,
+    adapter: str | None = None,
+    merge: bool = False,
 ) -> DiffusionLM:
     """Load a dLLM from a local directory (or a hub id, where the network allows) with its tokenizer.
 
     Loading goes through transformers' auto classes with `trust_remote_code=True`, because LLaDA
-    and Dream ship their modelling code with the weights.
+    and Dream ship their modelling code with the weights. `adapter` names a directory written by
+    `save_adapter`, loaded on top of the base; with `merge` its weights are folded into the base,
+    which gives the same logits without the adapter's extra matrix products.
     """
     from transformers import AutoModel, AutoTokenizer
 
     model_family = get_family(family)
+    if merge and adapter is None:
+        raise ValueError("merge=True needs an adapter to merge; pass adapter=<directory>")
     tokenizer = AutoTokenizer.from_pretrained(name_or_path, trust_remote_code=True)
     model = AutoModel.from_pretrained(name_or_path, trust_remote_code=True, torch_dtype=dtype)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, adapter)
+        if merge:
+            model = model.merge_and_unload()
     return DiffusionLM(model.to(device), tokenizer, model_family, autocast, max_prompt_tokens)
+
+
+def save_adapter(dllm: DiffusionLM, directory: str) -> None:
+    """Write the LoRA adapter of `dllm` (its weights and config only) to `directory`."""
+    if not hasattr(dllm.model, "peft_config"):
+        raise ValueError("the model has no LoRA adapter to save; use save_pretrained on the model instead")
+    dllm.model.save_pretrained(directory)
 
 
 # LoRA

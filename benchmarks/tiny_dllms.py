@@ -38,6 +38,14 @@ class TinyDLLMConfig(PretrainedConfig):
         super().__init__(**kwargs)
 
 
+class TinyLLaDAConfig(TinyDLLMConfig):
+    model_type = "tiny-llada"
+
+
+class TinyDreamConfig(TinyDLLMConfig):
+    model_type = "tiny-dream"
+
+
 # Per-layer linear layers of each layout, in the order of ROLES.
 LLADA_LINEARS = ("q_proj", "k_proj", "v_proj", "attn_out", "ff_proj", "up_proj", "ff_out")
 DREAM_LINEARS = ("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -104,6 +112,7 @@ class _TinyModel(PreTrainedModel):
 class TinyLLaDA(_TinyModel):
     """LLaDA's module names: model.transformer.blocks.<i>.{q_proj, ..., ff_out}, head transformer.ff_out."""
 
+    config_class = TinyLLaDAConfig
     block_names = LLADA_LINEARS
 
     def __init__(self, config: TinyDLLMConfig):
@@ -131,6 +140,7 @@ class TinyLLaDA(_TinyModel):
 class TinyDream(_TinyModel):
     """Dream's module names: model.layers.<i>.self_attn.*_proj and mlp.*_proj, head lm_head."""
 
+    config_class = TinyDreamConfig
     block_names = DREAM_LINEARS
 
     def __init__(self, config: TinyDLLMConfig):
@@ -167,3 +177,19 @@ def copy_llada_into_dream(llada: TinyLLaDA, dream: TinyDream) -> None:
                 dream_block.linear(role).weight.copy_(llada_block.linear(role).weight)
             dream_block.attention_norm.load_state_dict(llada_block.attention_norm.state_dict())
             dream_block.mlp_norm.load_state_dict(llada_block.mlp_norm.state_dict())
+
+
+def register_tiny_models() -> None:
+    """Register the tiny models with transformers' auto classes, so `load_dllm` loads them from disk.
+
+    Real LLaDA and Dream checkpoints bring their own code through `trust_remote_code`; the tiny
+    ones live in this module instead. Calling this more than once is harmless.
+    """
+    from transformers import AutoConfig, AutoModel
+
+    for config_class, model_class in ((TinyLLaDAConfig, TinyLLaDA), (TinyDreamConfig, TinyDream)):
+        try:
+            AutoConfig.register(config_class.model_type, config_class)
+            AutoModel.register(config_class, model_class)
+        except ValueError:  # already registered
+            pass

@@ -211,3 +211,69 @@ def test_gpu_smoke_rejects_model_with_two_families(capsys):
 
     assert gpu_smoke.main(["--model", "some/dir"]) == 2
     assert "needs exactly one --families entry" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("family_name, model_class", [("llada", TinyLLaDA), ("dream", TinyDream)])
+def test_load_from_directory_through_auto_classes(family_name, model_class, config, tokenizer, tmp_path):
+    from benchmarks.families import load_dllm
+    from benchmarks.tiny_dllms import register_tiny_models
+
+    register_tiny_models()
+    torch.manual_seed(0)
+    original = model_class(model_class.config_class(**config.to_dict())).eval()
+    original.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    sequence = torch.randint(10, 60, (2, 8))
+
+    loaded = load_dllm(str(tmp_path), family_name).eval()
+
+    assert type(loaded.model) is model_class
+    assert loaded.mask_token_id == tokenizer.mask_token_id
+    expected = DiffusionLM(original, tokenizer, get_family(family_name))(sequence)
+    assert torch.equal(loaded(sequence), expected)
+
+
+def test_adapter_and_merged_model_give_same_logits(config, tokenizer, tmp_path):
+    from benchmarks.families import load_dllm, save_adapter
+    from benchmarks.tiny_dllms import TinyLLaDAConfig, register_tiny_models
+
+    register_tiny_models()
+    torch.manual_seed(0)
+    base = TinyLLaDA(TinyLLaDAConfig(**config.to_dict())).eval()
+    base.save_pretrained(tmp_path / "base")
+    tokenizer.save_pretrained(tmp_path / "base")
+    trained = apply_lora(DiffusionLM(base, tokenizer, LLADA), rank=4, alpha=8)
+    with torch.no_grad():
+        for name, parameter in trained.model.named_parameters():
+            if "lora_B" in name:
+                parameter.add_(0.05)  # a trained adapter
+    save_adapter(trained, str(tmp_path / "adapter"))
+    sequence = torch.randint(10, 60, (2, 8))
+    expected = trained.eval()(sequence)
+
+    with_adapter = load_dllm(str(tmp_path / "base"), "llada", adapter=str(tmp_path / "adapter")).eval()
+    merged = load_dllm(str(tmp_path / "base"), "llada", adapter=str(tmp_path / "adapter"), merge=True).eval()
+
+    assert torch.allclose(with_adapter(sequence), expected, atol=1e-6)
+    assert torch.allclose(merged(sequence), expected, atol=1e-5)
+    assert not any("lora" in name for name, _ in merged.model.named_parameters())
+    prompt = torch.randint(10, 60, (2, 4))
+    sampler = SamplerConfig(8, 8, 4)
+    assert torch.equal(
+        generate(with_adapter, prompt, torch.ones_like(prompt), sampler),
+        generate(merged, prompt, torch.ones_like(prompt), sampler),
+    )
+
+
+def test_merge_needs_an_adapter(tmp_path):
+    from benchmarks.families import load_dllm
+
+    with pytest.raises(ValueError, match="merge=True needs an adapter"):
+        load_dllm(str(tmp_path), "llada", merge=True)
+
+
+def test_save_adapter_needs_an_adapter(config, tokenizer, tmp_path):
+    from benchmarks.families import save_adapter
+
+    with pytest.raises(ValueError, match="no LoRA adapter to save"):
+        save_adapter(DiffusionLM(TinyLLaDA(config), tokenizer, LLADA), str(tmp_path))
