@@ -21,6 +21,20 @@ class Rollout:
     prompt_mask: Tensor  # [b, p] 1 for real prompt tokens, 0 for padding
     completion_ids: Tensor  # [b, l]
     eos_mask: Tensor  # [b, l] bool
+    # In a data-parallel run each process holds rows row_offset .. row_offset + b of a batch of
+    # global_rows (None: this is the whole batch). Estimators draw their random masks for the
+    # whole batch and keep these rows, so the masks do not depend on the number of processes.
+    row_offset: int = 0
+    global_rows: int | None = None
+
+    @property
+    def rows(self) -> slice:
+        """The rows of the whole batch that this rollout holds."""
+        return slice(self.row_offset, self.row_offset + self.completion_ids.shape[0])
+
+    @property
+    def total_rows(self) -> int:
+        return self.completion_ids.shape[0] if self.global_rows is None else self.global_rows
 
     @property
     def input_ids(self) -> Tensor:

@@ -63,14 +63,14 @@ class BlockEstimator:
         hidden, weight = [], []
         for _ in range(self.draws):
             # 1. Choose a block per sequence, uniformly among its K counted blocks.
-            chosen = (torch.rand(batch_size, generator=generator) * blocks).long()  # [b]
+            chosen = (_rows_rand(rollout, generator) * blocks).long()  # [b]
             in_block = block_of[None] == chosen[:, None]  # [b, l]
             candidates = in_block & counted
             size = candidates.sum(dim=1)  # [b], n >= 1
 
             # 2. Mask m of the block's n counted positions, m uniform in {1, ..., n}.
-            masked_count = (torch.rand(batch_size, generator=generator) * size).long() + 1  # [b]
-            keys = torch.rand(batch_size, length, generator=generator) + (~candidates).float() * 2
+            masked_count = (_rows_rand(rollout, generator) * size).long() + 1  # [b]
+            keys = _rows_rand(rollout, generator, length) + (~candidates).float() * 2
             ranks = keys.argsort(dim=1).argsort(dim=1)  # candidates rank first
             scored = ranks < masked_count[:, None]  # [b, l]
 
@@ -138,8 +138,9 @@ class AntitheticEstimator:
         generator = torch.Generator().manual_seed(seed)
         batch_size, length = rollout.completion_ids.shape
         half = self.replicates // 2
-        ratio = self.min_ratio + (1 - self.min_ratio) * torch.rand(half, batch_size, 1, generator=generator)
-        first = torch.rand(half, batch_size, length, generator=generator) < ratio  # [d/2, b, l]
+        total, rows = rollout.total_rows, rollout.rows
+        ratio = self.min_ratio + (1 - self.min_ratio) * torch.rand(half, total, 1, generator=generator)[:, rows]
+        first = torch.rand(half, total, length, generator=generator)[:, rows] < ratio  # [d/2, b, l]
         return torch.cat([first, ~first])  # [d, b, l]
 
     def __call__(self, denoiser: DenoiserLike, rollout: Rollout, seed: int) -> TokenScores:
@@ -160,3 +161,8 @@ def _score_masked(denoiser: DenoiserLike, rollout: Rollout, hidden: Tensor, weig
     logp = torch.where(scored, logp.view(hidden.shape), 0.0)  # [d, b, l]
     centred = torch.where(scored, centred.view(hidden.shape), 0.0)
     return TokenScores(logp=logp, weight=weight.to(logp.dtype), logit=centred)
+
+
+def _rows_rand(rollout: Rollout, generator: torch.Generator, *trailing: int) -> Tensor:
+    """Draw uniforms for the whole batch and keep this rollout's rows: [b, *trailing]."""
+    return torch.rand(rollout.total_rows, *trailing, generator=generator)[rollout.rows]

@@ -78,7 +78,10 @@ class MeanFieldEstimator:
         mask_id = denoiser.mask_token_id
         logps = []
         for _ in range(self.draws):
-            hide_prompt = torch.rand(rollout.prompt_ids.shape, generator=generator) < self.p_mask_prompt
+            # NOTE: the draw follows the padded prompt width, so shards agree only when every
+            # process pads to the same width (always for the tiny model's fixed-width prompts).
+            width = rollout.prompt_ids.shape[1]
+            hide_prompt = torch.rand(rollout.total_rows, width, generator=generator)[rollout.rows] < self.p_mask_prompt
             hide_prompt &= rollout.prompt_mask.bool()
             noisy_prompt = torch.where(hide_prompt, mask_id, rollout.prompt_ids)
             noisy = torch.cat([noisy_prompt, torch.full_like(rollout.completion_ids, mask_id)], dim=1)
@@ -116,8 +119,10 @@ class CoupledEstimator:
         batch_size, length = rollout.completion_ids.shape
         logps, logits, weights = [], [], []
         for _ in range(self.draws):
-            counts = stratified_mask_counts(batch_size, length, generator)
-            first = random_subset_mask(counts, length, generator)  # [b, l]
+            # Drawn for the whole batch, so the stratification spans every process's rows.
+            all_counts = stratified_mask_counts(rollout.total_rows, length, generator)
+            all_first = random_subset_mask(all_counts, length, generator)
+            counts, first = all_counts[rollout.rows], all_first[rollout.rows]  # [b], [b, l]
             hidden = torch.cat([first, ~first])  # [2b, l]: the pass and its complement
             noisy_completion = torch.where(hidden, mask_id, rollout.completion_ids.repeat(2, 1))
             noisy = torch.cat([rollout.prompt_ids.repeat(2, 1), noisy_completion], dim=1)
