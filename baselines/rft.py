@@ -24,6 +24,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from benchmarks.budget import Budget, count_forwards, degenerate_fraction
+from benchmarks.distributed import SINGLE_PROCESS, Distributed
 from benchmarks.model import Denoiser
 from benchmarks.pretrain import PretrainConfig, diffusion_loss
 from benchmarks.rl import CheckpointCallback, RLConfig, draw_step_rollout, is_checkpoint, log_step, make_optimizer
@@ -58,24 +59,30 @@ def train_rft(
     progress: bool = True,
     on_step: Callable[[dict], None] | None = None,
     on_checkpoint: CheckpointCallback | None = None,
+    distributed: Distributed = SINGLE_PROCESS,
 ) -> tuple[Denoiser, list[dict]]:
     """Fine-tune a copy of `base` on its own best completions; returns the policy and one log record per step.
 
     A step that keeps no completion takes no update and logs `loss` and `grad_norm` as None.
     Records carry the cumulative budget and checkpoints work as in `benchmarks.rl.train_policy`.
+    NOTE: in a data-parallel run the masks of the diffusion loss are drawn per process, and the
+    gradient averages the processes' means, so RFT is not identical to a single-process run.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base).train()
-    optimizer = make_optimizer(policy, config)
+    trained, optimizer = distributed.prepare(policy, make_optimizer(policy, config))
     rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
     budget = Budget()
     logs: list[dict] = []
 
     with count_forwards(budget, policy):
         for step in tqdm(range(1, config.steps + 1), desc=f"{RFT_NAME} on {task.name}", disable=not progress):
-            record = {"step": step, **_rft_step(policy, optimizer, task, config, rollout_sampler, train_problems, generator, budget)}
-            log_step(record, budget, logs, on_step)
+            record = {
+                "step": step,
+                **_rft_step(policy, trained, optimizer, task, config, rollout_sampler, train_problems, generator, budget, distributed),
+            }
+            log_step(record, budget, logs, on_step, distributed)
             if on_checkpoint is not None and is_checkpoint(step, config):
                 with budget.pause():
                     on_checkpoint(step, policy)
@@ -83,12 +90,14 @@ def train_rft(
     return policy.eval(), logs
 
 
-def _rft_step(policy, optimizer, task, config, rollout_sampler, train_problems, generator, budget: Budget) -> dict:
+def _rft_step(policy, trained, optimizer, task, config, rollout_sampler, train_problems, generator, budget: Budget, distributed) -> dict:
     """Take one RFT step and return its metrics."""
     started = time.perf_counter()
 
     # 1. Rollout, drawn in the same order from the same generator as the RL loop.
-    rollout, rewards = draw_step_rollout(policy, task, train_problems, config, rollout_sampler, generator)
+    rollout, rewards = draw_step_rollout(
+        policy, task, train_problems, config, rollout_sampler, generator, distributed.shard
+    )
     budget.rollouts += len(rewards)
     budget.scored += len(rewards)
 
@@ -100,23 +109,36 @@ def _rft_step(policy, optimizer, task, config, rollout_sampler, train_problems, 
 
     # 3. Masked-diffusion updates on the kept pairs, a fresh mask per update.
     losses, grad_norms = [], []
-    if len(best_rows) > 0:
+    kept = distributed.sum(len(best_rows))
+    # The loss's masks come from their own generator, so the shared one advances by the same
+    # amount in every process whatever each one kept.
+    mask_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
+    if kept > 0:
+        # A process that kept nothing still runs a zero-weighted pass on one row, because every
+        # process must take part in each gradient average.
+        weight = 1.0 if len(best_rows) > 0 else 0.0
+        if len(best_rows) == 0:
+            prompt_ids, prompt_mask = rollout.prompt_ids[:1], rollout.prompt_mask[:1]
+            completions = torch.where(rollout.eos_mask, rollout.completion_ids, eos)[:1]
         policy.train()
         for _ in range(config.inner_updates):
-            loss = diffusion_loss(policy, prompt_ids, prompt_mask, completions, MIN_T, generator)
+            loss = weight * diffusion_loss(trained, prompt_ids, prompt_mask, completions, MIN_T, mask_generator)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            grad_norms.append(torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item())
+            grad_norms.append(distributed.clip_grad_norm(policy.parameters(), config.max_grad_norm))
             optimizer.step()
             budget.gradient_steps += 1
             losses.append(loss.item())
 
-    return {
+    local = {
         "reward": rewards.mean().item(),
         "reward_std": rewards.view(-1, config.group_size).std(dim=1).mean().item(),
         "degenerate_fraction": degenerate_fraction(rollout.completion_ids, rollout.eos_mask, policy.eos_token_id),
-        "kept_fraction": len(best_rows) / config.prompts_per_step,
         "loss": sum(losses) / len(losses) if losses else None,
+    }
+    return {
+        **{key: None if value is None else distributed.mean(value) for key, value in local.items()},
+        "kept_fraction": kept / config.prompts_per_step,
         "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
         "seconds": round(time.perf_counter() - started, 3),
     }

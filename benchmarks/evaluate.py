@@ -8,8 +8,9 @@ from typing import Sequence
 import torch
 from tqdm.auto import tqdm
 
+from benchmarks.distributed import SINGLE_PROCESS, Distributed
 from benchmarks.model import Denoiser
-from benchmarks.sampler import SamplerConfig, generate
+from benchmarks.sampler import Generators, SamplerConfig, generate
 from benchmarks.tasks.base import Problem, Task
 
 
@@ -25,7 +26,7 @@ def sample_texts(
     task: Task,
     prompts: Sequence[str],
     sampler: SamplerConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
     """Sample one completion per prompt; returns prompt ids, prompt mask, completion ids and texts."""
     prompt_ids, prompt_mask = denoiser.encode_prompts(prompts, task)
@@ -41,15 +42,30 @@ def evaluate(
     batch_size: int = 256,
     progress: bool = False,
     description: str = "evaluate",
+    distributed: Distributed = SINGLE_PROCESS,
 ) -> Evaluation:
-    """Score `denoiser` on `problems`; at temperature 0 the result is deterministic."""
+    """Score `denoiser` on `problems`; at temperature 0 the result is deterministic.
+
+    In a data-parallel run each process samples every world-th problem and the completions are
+    gathered, so every process returns the same evaluation.
+    """
+    shard = distributed.shard
+    local = problems[shard.rank :: shard.world]
     was_training = denoiser.training
     denoiser.eval()
-    completions: list[str] = []
-    starts = range(0, len(problems), batch_size)
+    local_completions: list[str] = []
+    starts = range(0, len(local), batch_size)
     for start in tqdm(starts, desc=description, disable=not progress, leave=False):
-        chunk = problems[start : start + batch_size]
-        completions += sample_texts(denoiser, task, [p.prompt for p in chunk], sampler)[3]
+        chunk = local[start : start + batch_size]
+        local_completions += sample_texts(denoiser, task, [p.prompt for p in chunk], sampler)[3]
     denoiser.train(was_training)
+    completions = _interleave(distributed.gather(local_completions), len(problems), shard.world)
     rewards = task.rewards(problems, completions)
     return Evaluation(task.metrics(problems, completions), completions, rewards)
+
+
+def _interleave(gathered: list[str], count: int, world: int) -> list[str]:
+    """Undo the strided split: `gathered` holds rank 0's items, then rank 1's, and so on."""
+    sizes = [len(range(rank, count, world)) for rank in range(world)]
+    starts = [sum(sizes[:rank]) for rank in range(world)]
+    return [gathered[starts[index % world] + index // world] for index in range(count)]

@@ -21,9 +21,10 @@ from tqdm.auto import tqdm
 
 from benchmarks.advantages import group_advantages
 from benchmarks.budget import Budget, count_forwards, degenerate_fraction
+from benchmarks.distributed import SINGLE_PROCESS, Distributed, Shard, check_batch_split
 from benchmarks.evaluate import sample_texts
 from benchmarks.model import Denoiser, eos_mask
-from benchmarks.sampler import SamplerConfig
+from benchmarks.sampler import Generators, SamplerConfig
 from benchmarks.tasks.base import Problem, Task
 from divergences import Divergence, DivergenceBatch, Rollout, TokenScores
 
@@ -69,9 +70,12 @@ def draw_rollout(
     problems: Sequence[Problem],
     group_size: int,
     sampler: SamplerConfig,
-    generator: torch.Generator,
+    generator: Generators,
 ) -> tuple[Rollout, torch.Tensor, list[str]]:
-    """Sample `group_size` completions per problem. Returns the rollout, rewards [n] and texts."""
+    """Sample `group_size` completions per problem. Returns the rollout, rewards [n] and texts.
+
+    `generator` is one generator for the batch or one per completion row.
+    """
     grouped = [problem for problem in problems for _ in range(group_size)]
     policy.eval()
     prompt_ids, prompt_mask, completion_ids, texts = sample_texts(
@@ -96,14 +100,25 @@ def draw_step_rollout(
     config: RLConfig,
     sampler: SamplerConfig,
     generator: torch.Generator,
+    shard: Shard = Shard(),
 ) -> tuple[Rollout, torch.Tensor]:
     """Draw one step's prompts and their grouped completions. Returns the rollout and rewards [n].
 
-    Every method draws from the same generator in the same order, so equal seeds give equal prompts.
+    Every method draws from the same generator in the same order, so equal seeds give equal
+    prompts. The prompts and one sampling seed per completion row are drawn for the whole step;
+    `shard` then keeps this process's block of whole groups, so each row is sampled the same way
+    whatever the number of processes.
     """
+    check_batch_split(config.prompts_per_step, config.group_size, shard.world)
     index = torch.randint(0, len(train_problems), (config.prompts_per_step,), generator=generator)
-    problems = [train_problems[i] for i in index.tolist()]
-    rollout, rewards, _ = draw_rollout(policy, task, problems, config.group_size, sampler, generator)
+    total_rows = config.prompts_per_step * config.group_size
+    row_seeds = torch.randint(0, 2**62, (total_rows,), generator=generator)
+    rows = shard.block(total_rows)
+    problems = [train_problems[i] for i in index[shard.block(config.prompts_per_step)].tolist()]
+    device = next(policy.parameters()).device
+    row_generators = [torch.Generator(device=device).manual_seed(int(seed)) for seed in row_seeds[rows]]
+    rollout, rewards, _ = draw_rollout(policy, task, problems, config.group_size, sampler, row_generators)
+    rollout.row_offset, rollout.global_rows = rows.start, total_rows
     return rollout, rewards
 
 
@@ -118,25 +133,27 @@ def train_policy(
     progress: bool = True,
     on_step: Callable[[dict], None] | None = None,
     on_checkpoint: CheckpointCallback | None = None,
+    distributed: Distributed = SINGLE_PROCESS,
 ) -> tuple[Denoiser, list[dict]]:
     """Post-train a copy of `base` with `divergence`; returns the policy and one log record per step.
 
     Each record holds the step's metrics and the run's cumulative budget (see
-    `benchmarks.budget.Budget`). Forward calls made inside `on_checkpoint` are not counted.
+    `benchmarks.budget.Budget`), over all processes of a data-parallel run. Forward calls made
+    inside `on_checkpoint` are not counted.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base).train()
     reference = copy.deepcopy(base).eval().requires_grad_(False) if divergence.uses_reference else None
-    optimizer = make_optimizer(policy, config)
+    trained, optimizer = distributed.prepare(policy, make_optimizer(policy, config))
     rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
-    step_context = _StepContext(task, config, rollout_sampler, train_problems, generator, Budget())
+    step_context = _StepContext(task, config, rollout_sampler, train_problems, generator, Budget(), distributed, trained)
     logs: list[dict] = []
 
     with count_forwards(step_context.budget, policy, reference):
         for step in tqdm(range(1, config.steps + 1), desc=f"{divergence.name} on {task.name}", disable=not progress):
             record = {"step": step, **_divergence_step(policy, reference, optimizer, divergence, step_context)}
-            log_step(record, step_context.budget, logs, on_step)
+            log_step(record, step_context.budget, logs, on_step, distributed)
             if on_checkpoint is not None and is_checkpoint(step, config):
                 with step_context.budget.pause():
                     on_checkpoint(step, policy)
@@ -154,11 +171,19 @@ class _StepContext:
     train_problems: Sequence[Problem]
     generator: torch.Generator
     budget: Budget
+    distributed: Distributed = SINGLE_PROCESS
+    trained: torch.nn.Module | None = None  # the model to call for gradients (wrapped when parallel)
 
 
-def log_step(record: dict, budget: Budget, logs: list[dict], on_step: Callable[[dict], None] | None) -> None:
-    """Append `record` with the cumulative budget to `logs` and pass it to `on_step`."""
-    record.update(budget.as_dict())
+def log_step(
+    record: dict,
+    budget: Budget,
+    logs: list[dict],
+    on_step: Callable[[dict], None] | None,
+    distributed: Distributed = SINGLE_PROCESS,
+) -> None:
+    """Append `record` with the cumulative budget of all processes to `logs` and pass it to `on_step`."""
+    record.update({key: distributed.sum(value) for key, value in budget.as_dict().items()})
     logs.append(record)
     if on_step is not None:
         on_step(record)
@@ -171,8 +196,9 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
     estimator = divergence.estimator
 
     # 1. Rollout: prompts, grouped completions, rewards and advantages.
+    distributed = context.distributed
     rollout, rewards = draw_step_rollout(
-        policy, context.task, context.train_problems, config, context.rollout_sampler, generator
+        policy, context.task, context.train_problems, config, context.rollout_sampler, generator, distributed.shard
     )
     budget.rollouts += len(rewards)
     budget.scored += len(rewards)
@@ -189,7 +215,7 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
     policy.train()
     update_metrics = []
     for k, mask_seed in enumerate(seeds):
-        student = estimator(policy, rollout, mask_seed)
+        student = estimator(context.trained if context.trained is not None else policy, rollout, mask_seed)
         old_scores = old[k] if old[k] is not None else _detached(student)
         batch = DivergenceBatch(
             student=student,
@@ -203,19 +229,20 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
         loss, metrics = divergence(batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        metrics["grad_norm"] = torch.nn.utils.clip_grad_norm_(policy.parameters(), config.max_grad_norm).item()
+        metrics["grad_norm"] = distributed.clip_grad_norm(policy.parameters(), config.max_grad_norm)
         optimizer.step()
         budget.gradient_steps += 1
         update_metrics.append(metrics)
 
-    return {
+    local = {
         "reward": rewards.mean().item(),
         "reward_std": rewards.view(-1, config.group_size).std(dim=1).mean().item(),
         "zero_advantage_fraction": (advantages == 0).float().mean().item(),
         "degenerate_fraction": degenerate_fraction(rollout.completion_ids, rollout.eos_mask, policy.eos_token_id),
         **{key: sum(m[key] for m in update_metrics) / len(update_metrics) for key in update_metrics[0]},
-        "seconds": round(time.perf_counter() - started, 3),
     }
+    # Every process holds the same number of rows, so the mean of the means is the global mean.
+    return {**{key: distributed.mean(value) for key, value in local.items()}, "seconds": round(time.perf_counter() - started, 3)}
 
 
 def _detached(scores: TokenScores) -> TokenScores:

@@ -30,11 +30,12 @@ import torch
 from transformers.utils import logging as transformers_logging
 
 import divergences
+from benchmarks.distributed import SINGLE_PROCESS, Distributed, check_batch_split
 from benchmarks.evaluate import evaluate
 from benchmarks.io import atomic_write_text
 from benchmarks.presets import Preset, get_preset
 from benchmarks.pretrain import default_sampler, load_or_train_base
-from baselines import BASE_NAME, evaluate_base
+from baselines import BASE_NAME
 from baselines.rft import RFT_NAME, train_rft
 from benchmarks.report import write_report
 from benchmarks.rl import train_policy
@@ -90,7 +91,7 @@ def provenance(wall_seconds: dict[str, float], commit: str) -> dict:
 class RunWriter:
     """Keeps the raw records of a run and rewrites its files atomically after each finished piece."""
 
-    def __init__(self, run_dir: Path, config: dict, log_samples: bool = False):
+    def __init__(self, run_dir: Path, config: dict, log_samples: bool = False, enabled: bool = True):
         self.run_dir = run_dir
         self.config = config
         self.log_samples = log_samples
@@ -100,8 +101,11 @@ class RunWriter:
         self.pretrain: dict[str, dict] = {}
         self.metrics: list[dict] = []
         self.wall_seconds: dict[str, float] = {}
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
+        # Only the main process of a data-parallel run writes; the others keep records in memory.
+        self.enabled = enabled
+        if enabled:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_dir / "config.json", json.dumps(config, indent=2) + "\n")
 
     def add_evaluation(self, task, method: str, seed: int, step: int, problems, result, final: bool) -> None:
         """Record one evaluation; with `log_samples`, also write its samples file at once.
@@ -112,7 +116,7 @@ class RunWriter:
         self.evaluations.append(
             {"task": task.name, "method": method, "seed": seed, "step": step, "final": final, "metrics": result.metrics}
         )
-        if not self.log_samples:
+        if not self.log_samples or not self.enabled:
             return
         rows = [
             {
@@ -128,6 +132,8 @@ class RunWriter:
         atomic_write_text(path, "".join(json.dumps(row) + "\n" for row in rows))
 
     def flush(self) -> None:
+        if not self.enabled:
+            return
         records = {"pretrain": self.pretrain, "evaluations": self.evaluations}
         atomic_write_text(self.run_dir / "records.json", json.dumps(records, indent=2) + "\n")
         atomic_write_text(self.run_dir / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in self.metrics))
@@ -170,9 +176,12 @@ def trainer_for(method: str, overrides: dict | None = None) -> Callable:
     return functools.partial(_train_divergence, divergence)
 
 
-def _train_divergence(divergence, base, task, config, sampler, train_problems, seed, progress, on_checkpoint=None):
+def _train_divergence(
+    divergence, base, task, config, sampler, train_problems, seed, progress, on_checkpoint=None, distributed=SINGLE_PROCESS
+):
     return train_policy(
-        base, task, divergence, config, sampler, train_problems, seed=seed, progress=progress, on_checkpoint=on_checkpoint
+        base, task, divergence, config, sampler, train_problems, seed=seed, progress=progress,
+        on_checkpoint=on_checkpoint, distributed=distributed,
     )
 
 
@@ -185,6 +194,7 @@ def run(
     progress: bool,
     overrides: dict[str, dict] | None = None,
     log_samples: bool = False,
+    distributed: Distributed = SINGLE_PROCESS,
 ) -> Path:
     overrides = overrides or {}
     trainers = {name: trainer_for(name, overrides.get(name)) for name in methods}
@@ -200,7 +210,8 @@ def run(
         "primary_metrics": {name: get_task(name).primary_metric for name in tasks},
         "test_problems": preset.test_problems,
     }
-    writer = RunWriter(run_dir, config, log_samples)
+    writer = RunWriter(run_dir, config, log_samples, enabled=distributed.is_main)
+    writer.distributed = distributed
     started = time.perf_counter()
     try:
         _run_tasks(writer, trainers, tasks, seeds, preset, progress, started)
@@ -220,7 +231,8 @@ def _run_tasks(writer, trainers, tasks, seeds, preset, progress, started) -> Non
     for task_name in tasks:
         task = get_task(task_name)
         phase = time.perf_counter()
-        base, record, _ = load_or_train_base(task, preset.pretrain_for(task_name), progress)
+        with writer.distributed.main_first():  # the main process trains and caches, the others load
+            base, record, _ = load_or_train_base(task, preset.pretrain_for(task_name), progress)
         writer.pretrain[task_name] = record
         writer.wall_seconds[f"{task_name}/pretrain"] = time.perf_counter() - phase
         sampler = default_sampler(task)
@@ -228,7 +240,10 @@ def _run_tasks(writer, trainers, tasks, seeds, preset, progress, started) -> Non
         train = task.problems("train", preset.train_problems, seed=1)
 
         phase = time.perf_counter()
-        result = evaluate_base(base, task, test, sampler, progress)
+        result = evaluate(
+            base, task, test, sampler, progress=progress, description=f"evaluate {BASE_NAME} on {task_name}",
+            distributed=writer.distributed,
+        )
         for seed in seeds:  # the base is deterministic: one evaluation serves every seed
             writer.add_evaluation(task, BASE_NAME, seed, 0, test, result, final=True)
         writer.wall_seconds[f"{task_name}/evaluate_base"] = time.perf_counter() - phase
@@ -246,7 +261,9 @@ def _run_one(writer, trainer, task, method, seed, base, sampler, train, test, pr
     """Train one (method, seed) on one task, evaluating at every checkpoint and after the last step."""
     def evaluate_checkpoint(step: int, policy) -> None:
         phase = time.perf_counter()
-        result = evaluate(policy, task, test, sampler, description=f"evaluate {method} at step {step}")
+        result = evaluate(
+            policy, task, test, sampler, description=f"evaluate {method} at step {step}", distributed=writer.distributed
+        )
         writer.add_evaluation(task, method, seed, step, test, result, final=False)
         writer.wall_seconds[f"{task.name}/{method}/seed{seed}/checkpoints"] = (
             writer.wall_seconds.get(f"{task.name}/{method}/seed{seed}/checkpoints", 0.0) + time.perf_counter() - phase
@@ -254,13 +271,17 @@ def _run_one(writer, trainer, task, method, seed, base, sampler, train, test, pr
 
     phase = time.perf_counter()
     policy, logs = trainer(
-        base, task, preset.rl, sampler, train, seed=seed, progress=progress, on_checkpoint=evaluate_checkpoint
+        base, task, preset.rl, sampler, train, seed=seed, progress=progress, on_checkpoint=evaluate_checkpoint,
+        distributed=writer.distributed,
     )
     writer.metrics += [{"task": task.name, "method": method, "seed": seed, **entry} for entry in logs]
     checkpoint_seconds = writer.wall_seconds.get(f"{task.name}/{method}/seed{seed}/checkpoints", 0.0)
     writer.wall_seconds[f"{task.name}/{method}/seed{seed}/train"] = time.perf_counter() - phase - checkpoint_seconds
     phase = time.perf_counter()
-    result = evaluate(policy, task, test, sampler, progress=progress, description=f"evaluate {method} on {task.name}")
+    result = evaluate(
+        policy, task, test, sampler, progress=progress, description=f"evaluate {method} on {task.name}",
+        distributed=writer.distributed,
+    )
     writer.wall_seconds[f"{task.name}/{method}/seed{seed}/evaluate"] = time.perf_counter() - phase
     writer.add_evaluation(task, method, seed, preset.rl.steps, test, result, final=True)
     log.info("%s %s seed %d: %s", task.name, method, seed, _format(result.metrics))
@@ -303,19 +324,26 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_overrides(args.set, methods)
         for method, options in overrides.items():
             divergences.get_divergence(method, options)  # reject invalid options before any training
+        # Under `accelerate launch` every process gets whole groups of each step's rollout.
+        check_batch_split(preset.rl.prompts_per_step, preset.rl.group_size, int(os.environ.get("WORLD_SIZE", "1")))
     except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # one message, not one per process
+            print(f"error: {error}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
+    distributed = Distributed.from_environment()
+    level = logging.INFO if distributed.is_main else logging.WARNING
+    logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     transformers_logging.disable_progress_bar()
     run_id = args.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{args.preset}"
     try:
         run_dir = run(
-            methods, tasks, seeds, preset, args.output_dir / run_id, not args.no_progress, overrides, args.log_samples
+            methods, tasks, seeds, preset, args.output_dir / run_id, not args.no_progress and distributed.is_main,
+            overrides, args.log_samples, distributed,
         )
     except KeyboardInterrupt:
         return 130
-    print(f"wrote {run_dir / 'summary.md'}")
+    if distributed.is_main:
+        print(f"wrote {run_dir / 'summary.md'}")
     return 0
 
 

@@ -18,6 +18,7 @@ Every row of the batch is handled by the same tensor operations.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence, Union
 
 import torch
 from torch import Tensor
@@ -94,7 +95,12 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
-def sample_tokens(logits: Tensor, temperature: float, generator: torch.Generator | None) -> Tensor:
+# One generator for the whole batch, one per row (so a row's draws do not depend on the other
+# rows, as a data-parallel run needs), or None for torch's global generator.
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]
+
+
+def sample_tokens(logits: Tensor, temperature: float, generator: Generators) -> Tensor:
     """Draw one token per position from softmax(logits / temperature); argmax when temperature is 0.
 
     The Gumbel noise is computed in float64: in low precision the perturbed scores tie and
@@ -102,7 +108,14 @@ def sample_tokens(logits: Tensor, temperature: float, generator: torch.Generator
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
-    uniform = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
+    if isinstance(generator, Sequence):
+        if len(generator) != logits.shape[0]:
+            raise ValueError(f"got {len(generator)} generators for {logits.shape[0]} rows; pass one per row")
+        uniform = torch.stack(
+            [torch.rand(logits.shape[1:], dtype=torch.float64, device=logits.device, generator=g) for g in generator]
+        )
+    else:
+        uniform = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
     gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-300)))
     return (logits.double() + temperature * gumbel).argmax(dim=-1)
 
@@ -113,7 +126,7 @@ def generate(
     prompt_ids: Tensor,
     prompt_mask: Tensor,
     config: SamplerConfig,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> Tensor:
     """Sample completions for a batch of prompts; returns completion ids [b, gen_length].
 

@@ -157,7 +157,7 @@ def test_rft_two_steps(denoiser):
     task = get_task("sudoku")
     problems = task.problems("train", 8, seed=0)
     sampler = SamplerConfig(gen_length=16, block_length=8, steps=4)
-    config = RLConfig(steps=2, prompts_per_step=2, group_size=3, inner_updates=2, learning_rate=1e-2)
+    config = RLConfig(steps=2, prompts_per_step=4, group_size=8, inner_updates=2, learning_rate=1e-2)
     before = [p.detach().clone() for p in denoiser.parameters()]
     seen = []
 

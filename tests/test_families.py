@@ -174,9 +174,15 @@ def test_rl_steps_run_on_family_models(family, model_class, method, config, toke
     from benchmarks.rl import RLConfig, train_policy
     from benchmarks.tasks import get_task
 
+    class VariedRewardTask(type(get_task("sudoku"))):
+        """Sudoku prompts with a reward that varies between random completions, so groups carry signal."""
+
+        def rewards(self, problems, completions):
+            return [sum(map(ord, text)) % 7 / 7 for text in completions]
+
     torch.manual_seed(0)
     dllm = DiffusionLM(model_class(config), tokenizer, family).eval()
-    task = get_task("sudoku")
+    task = VariedRewardTask()
     problems = task.problems("train", 4, seed=0)
     sampler = SamplerConfig(16, 16 if family is DREAM else 8, 8, algorithm=family.sampler_algorithm)
     rl = RLConfig(steps=2, prompts_per_step=2, group_size=4, inner_updates=2, learning_rate=1e-2, eval_every=0)

@@ -96,7 +96,7 @@ def hostile_programs(outside: Path) -> dict[str, tuple[str, str]]:
         "write to an absolute path": (f"open({str(target)!r}, 'w').write('x')\n", "error"),
         "write through ..": (
             "import os\n"
-            + f"depth = os.getcwd().count('/')\n"
+            + "depth = os.getcwd().count('/')\n"
             + f"open('../' * depth + {str(target)[1:]!r}, 'w').write('x')\n",
             "error",
         ),

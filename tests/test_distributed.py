@@ -1,0 +1,85 @@
+"""Data-parallel runs: shards, the batch check, and a 2-process CPU run equal to a 1-process run."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmarks.distributed import SINGLE_PROCESS, Shard, check_batch_split
+from benchmarks.evaluate import _interleave
+
+
+def test_shard_blocks_are_contiguous_and_cover():
+    blocks = [Shard(rank, 4).block(12) for rank in range(4)]
+
+    assert blocks == [slice(0, 3), slice(3, 6), slice(6, 9), slice(9, 12)]
+    assert Shard().block(5) == slice(0, 5)
+    with pytest.raises(ValueError, match="10 items do not split evenly over 4 processes"):
+        Shard(0, 4).block(10)
+
+
+def test_batch_split_needs_whole_groups():
+    check_batch_split(prompts_per_step=4, group_size=8, world=2)
+
+    with pytest.raises(ValueError, match=r"global batch of 24 completions \(3 prompts x group size 8\)"):
+        check_batch_split(prompts_per_step=3, group_size=8, world=2)
+
+
+def test_interleave_restores_problem_order():
+    count, world = 7, 3
+    gathered = [index for rank in range(world) for index in range(rank, count, world)]
+
+    assert _interleave(gathered, count, world) == list(range(count))
+
+
+def test_single_process_collectives_are_identity():
+    assert SINGLE_PROCESS.shard == Shard(0, 1)
+    assert SINGLE_PROCESS.is_main
+    assert SINGLE_PROCESS.mean(0.25) == 0.25
+    assert SINGLE_PROCESS.sum(3) == 3
+    assert SINGLE_PROCESS.gather(["a", "b"]) == ["a", "b"]
+
+
+def test_run_rejects_batch_that_does_not_split(monkeypatch, capsys):
+    from benchmarks.run import main
+
+    monkeypatch.setenv("WORLD_SIZE", "3")
+    assert main(["--tasks", "sudoku", "--preset", "smoke"]) == 2
+    assert "does not split into whole groups over 3 processes" in capsys.readouterr().err
+
+
+def test_two_process_run_equals_one_process_run(tmp_path):
+    # The launcher that the accelerate dependency installs next to this interpreter.
+    launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    common = [
+        "-m", "benchmarks.run", "--methods", "gdsd,elbo_grpo", "--tasks", "sudoku", "--preset", "smoke",
+        "--no-rft", "--output-dir", str(tmp_path), "--no-progress",
+    ]
+    environment = {**os.environ, "DIVBENCH_CACHE": str(tmp_path / "cache")}
+    environment.pop("WORLD_SIZE", None)
+    subprocess.run([sys.executable, *common, "--run-id", "one"], check=True, env=environment, capture_output=True, timeout=600)
+    subprocess.run(
+        [launcher, "launch", "--num_processes", "2", "--num_machines", "1", "--mixed_precision", "no",
+         "--dynamo_backend", "no", "--cpu", *common, "--run-id", "two"],
+        check=True, env=environment, capture_output=True, timeout=600,
+    )
+
+    one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
+    two = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
+    assert len(one) == len(two) == 4
+    for single, parallel in zip(one, two):
+        for key, value in single.items():
+            if key == "seconds":
+                continue
+            if isinstance(value, float):
+                # Gradients are summed in a different order, so losses agree to float32 rounding.
+                assert parallel[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (single["method"], single["step"], key)
+            else:
+                assert parallel[key] == value, (single["method"], single["step"], key)
+        assert parallel["rollouts"] == single["rollouts"]
+    evaluations = [json.loads((tmp_path / run / "records.json").read_text())["evaluations"] for run in ("one", "two")]
+    assert [record["metrics"] for record in evaluations[0]] == [record["metrics"] for record in evaluations[1]]
