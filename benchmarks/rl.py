@@ -10,6 +10,7 @@ reference passes of one update see identical masks. The divergence maps the asse
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import time
@@ -144,7 +145,7 @@ def train_policy(
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     policy = copy.deepcopy(base).train()
-    reference = copy.deepcopy(base).eval().requires_grad_(False) if divergence.uses_reference else None
+    reference = _reference_for(policy, base) if divergence.uses_reference else None
     trained, optimizer = distributed.prepare(policy, make_optimizer(policy, config))
     rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
     step_context = _StepContext(task, config, rollout_sampler, train_problems, generator, Budget(), distributed, trained)
@@ -209,7 +210,10 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
     with torch.no_grad():
         needs_old = config.inner_updates > 1 and divergence.uses_old_policy
         old = [estimator(policy, rollout, s) for s in seeds] if needs_old else [None] * len(seeds)
-        ref = [estimator(reference, rollout, s) for s in seeds] if reference is not None else None
+        ref = None
+        if reference is not None:
+            with _as_reference(reference):
+                ref = [estimator(reference, rollout, s) for s in seeds]
 
     # 3. Inner updates on the same rollout.
     policy.train()
@@ -248,3 +252,20 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
 def _detached(scores: TokenScores) -> TokenScores:
     logit = scores.logit.detach() if scores.logit is not None else None
     return TokenScores(logp=scores.logp.detach(), weight=scores.weight, logit=logit)
+
+
+def _reference_for(policy: Denoiser, base: Denoiser) -> Denoiser:
+    """Return the reference model: the policy itself when it trains a LoRA adapter (scored with
+    the adapter disabled, so no second copy of the base is held), else a frozen copy of the base.
+    """
+    if hasattr(getattr(policy, "model", None), "disable_adapter"):
+        return policy
+    return copy.deepcopy(base).eval().requires_grad_(False)
+
+
+def _as_reference(reference: Denoiser):
+    """Return a context in which `reference` scores as the base: its adapter disabled, if it has one."""
+    model = getattr(reference, "model", None)
+    if hasattr(model, "disable_adapter"):
+        return model.disable_adapter()
+    return contextlib.nullcontext()

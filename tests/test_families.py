@@ -283,3 +283,34 @@ def test_save_adapter_needs_an_adapter(config, tokenizer, tmp_path):
 
     with pytest.raises(ValueError, match="no LoRA adapter to save"):
         save_adapter(DiffusionLM(TinyLLaDA(config), tokenizer, LLADA), str(tmp_path))
+
+
+def test_lora_policy_uses_base_with_adapter_disabled_as_reference(config, tokenizer):
+    import divergences
+    from benchmarks.rl import RLConfig, _as_reference, _reference_for, train_policy
+    from benchmarks.tasks import get_task
+
+    class VariedRewardTask(type(get_task("sudoku"))):
+        def rewards(self, problems, completions):
+            return [sum(map(ord, text)) % 7 / 7 for text in completions]
+
+    torch.manual_seed(0)
+    base = TinyLLaDA(config).eval()
+    sequence = torch.randint(10, 60, (2, 8))
+    base_logits = DiffusionLM(base, tokenizer, LLADA)(sequence).detach()
+    dllm = apply_lora(DiffusionLM(base, tokenizer, LLADA), rank=4, alpha=8)
+    task = VariedRewardTask()
+    problems = task.problems("train", 4, seed=0)
+    sampler = SamplerConfig(16, 8, 8)
+    rl = RLConfig(steps=3, prompts_per_step=2, group_size=4, inner_updates=2, learning_rate=1e-1, eval_every=0)
+    divergence = divergences.get_divergence("gdsd", {"beta": 0.5})
+
+    policy, logs = train_policy(dllm, task, divergence, rl, sampler, problems, seed=0, progress=False)
+
+    trainable = {name for name, parameter in policy.named_parameters() if parameter.requires_grad}
+    assert trainable and all("lora_" in name for name in trainable)  # only the adapter trains
+    assert not torch.allclose(policy(sequence), base_logits, atol=1e-4)  # the adapter moved
+    with _as_reference(policy):
+        assert torch.allclose(policy(sequence), base_logits, atol=1e-6)  # the reference is the base
+    assert logs[-1]["kl"] > 0  # the policy has moved away from the base
+    assert _reference_for(policy, base) is policy  # no second copy of the base is made
