@@ -148,3 +148,30 @@ class Task(ABC):
     @abstractmethod
     def metrics(self, problems: Sequence[Problem], completions: Sequence[str]) -> dict[str, float]:
         """Return evaluation metrics (each a mean over the problems); always includes "accuracy"."""
+
+
+class GeneratedTask(Task):
+    """A task whose problems come from a seeded generator, split into train and test by prompt hash.
+
+    Subclasses set `test_fraction` and `max_problems` (the cap on one request per split) and
+    implement `draw`.
+    """
+
+    test_fraction: float
+    max_problems: dict[str, int]
+
+    @abstractmethod
+    def draw(self, rng: random.Random, split: str) -> Problem | None:
+        """Draw one candidate problem for `split`, or None when the draw breaks a rule of the task."""
+
+    def problems(self, split: str, count: int, seed: int) -> list[Problem]:
+        """Generate `count` distinct problems of `split`, the same ones for the same seed."""
+        return sample_problems(
+            lambda rng: self.draw(rng, split),
+            task=self.name,
+            split=split,
+            count=count,
+            seed=seed,
+            test_fraction=self.test_fraction,
+            max_count=self.max_problems.get(split, 0),
+        )

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from benchmarks.sandbox import SandboxLimits, run_tests
-from benchmarks.tasks.base import Problem, Task, check_batch, mean, sample_problems
+from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean
 
 # Generated problems
 
@@ -315,7 +315,7 @@ def score_batch(
     return scores
 
 
-class CodeTask(Task):
+class CodeTask(GeneratedTask):
     """Generated one-line functions, scored by hidden tests in the sandbox.
 
     `problems` generates the CPU-scale problems. Problems from `load_humaneval` and
@@ -341,17 +341,12 @@ class CodeTask(Task):
     def __init__(self, limits: SandboxLimits | None = None):
         self.limits = GENERATED_LIMITS if limits is None else limits
 
-    def problems(self, split: str, count: int, seed: int) -> list[Problem]:
-        """Generate `count` distinct problems whose examples determine the hidden outputs."""
-        return sample_problems(
-            _draw,
-            task=self.name,
-            split=split,
-            count=count,
-            seed=seed,
-            test_fraction=TEST_FRACTION,
-            max_count=MAX_PROBLEMS.get(split, 0),
-        )
+    test_fraction = TEST_FRACTION
+    max_problems = MAX_PROBLEMS
+
+    def draw(self, rng: random.Random, split: str) -> Problem | None:
+        """Draw a problem whose examples determine the hidden outputs, or None."""
+        return _draw(rng)
 
     def reward(self, problem: Problem, completion: str) -> float:
         """Return 0.5 * format term + 0.5 * fraction of hidden tests passed, in [0, 1]."""

@@ -19,7 +19,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Sequence, Union
 
-from benchmarks.tasks.base import Problem, Task, check_batch, mean, sample_problems
+from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean
 
 NUMBER_COUNT = 3
 MIN_NUMBER, MAX_NUMBER = 1, 100
@@ -190,7 +190,7 @@ def _draw(rng: random.Random) -> Problem | None:
     return make_problem(numbers, int(target), render(expression))
 
 
-class CountdownTask(Task):
+class CountdownTask(GeneratedTask):
     """Countdown over three numbers from 1 to 100 and a target from 1 to 999."""
 
     name = "countdown"
@@ -201,17 +201,12 @@ class CountdownTask(Task):
     primary_metric = "accuracy"
     headroom_metric = "accuracy"
 
-    def problems(self, split: str, count: int, seed: int) -> list[Problem]:
-        """Generate `count` distinct solvable problems with a reference answer each."""
-        return sample_problems(
-            _draw,
-            task=self.name,
-            split=split,
-            count=count,
-            seed=seed,
-            test_fraction=TEST_FRACTION,
-            max_count=MAX_PROBLEMS.get(split, 0),
-        )
+    test_fraction = TEST_FRACTION
+    max_problems = MAX_PROBLEMS
+
+    def draw(self, rng: random.Random, split: str) -> Problem | None:
+        """Draw a solvable problem with a reference answer, or None."""
+        return _draw(rng)
 
     def reward(self, problem: Problem, completion: str) -> float:
         """Return 1.0 if correct, 0.1 if well-formed but wrong, 0.0 if not well-formed."""

@@ -57,7 +57,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.tasks.base import Problem, Task, check_batch, mean, sample_problems
+from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean
 
 TEST_FRACTION = 0.1
 
@@ -534,7 +534,7 @@ def longest_prompt_chars() -> int:
     )
 
 
-class MathTask(Task):
+class MathTask(GeneratedTask):
     """Two-step word problems over numbers up to 99, answered in reasoning and answer tags."""
 
     name = "math"
@@ -548,17 +548,12 @@ class MathTask(Task):
     primary_metric = "accuracy"
     headroom_metric = "accuracy"
 
-    def problems(self, split: str, count: int, seed: int) -> list[Problem]:
-        """Generate `count` distinct problems with a reference completion each."""
-        return sample_problems(
-            _draw,
-            task=self.name,
-            split=split,
-            count=count,
-            seed=seed,
-            test_fraction=TEST_FRACTION,
-            max_count=MAX_PROBLEMS.get(split, 0),
-        )
+    test_fraction = TEST_FRACTION
+    max_problems = MAX_PROBLEMS
+
+    def draw(self, rng: random.Random, split: str) -> Problem | None:
+        """Draw a word problem with its worked solution, or None."""
+        return _draw(rng)
 
     def reward(self, problem: Problem, completion: str) -> float:
         """Return the d1-weighted format and correctness terms over their maximum, in [0, 1]."""

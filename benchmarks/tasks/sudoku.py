@@ -14,7 +14,7 @@ import random
 from pathlib import Path
 from typing import Sequence
 
-from benchmarks.tasks.base import Problem, Task, check_batch, mean, sample_problems
+from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean
 
 SIZE = 4
 CELLS = SIZE * SIZE
@@ -126,7 +126,7 @@ def cell_fraction(puzzle: str, solution: str, completion: str) -> float:
     return correct / len(blanks)
 
 
-class SudokuTask(Task):
+class SudokuTask(GeneratedTask):
     """4x4 sudoku with a dense reward: the fraction of empty cells filled correctly."""
 
     name = "sudoku"
@@ -135,27 +135,15 @@ class SudokuTask(Task):
     primary_metric = "cell_accuracy"
     headroom_metric = "puzzle_accuracy"
 
-    def problems(self, split: str, count: int, seed: int) -> list[Problem]:
-        """Generate `count` distinct puzzles with a unique solution, the same ones for a seed.
+    test_fraction = TEST_FRACTION
+    max_problems = MAX_PROBLEMS
 
-        Test puzzles have exactly 8 empty cells and train puzzles 4 to 10.
-        """
-
-        def draw(rng: random.Random) -> Problem | None:
-            grid = rng.choice(all_grids())
-            blanks = TEST_BLANKS if split == "test" else rng.choice(TRAIN_BLANKS)
-            puzzle = _make_puzzle(grid, blanks, rng)
-            return None if puzzle is None else make_problem(puzzle, grid)
-
-        return sample_problems(
-            draw,
-            task=self.name,
-            split=split,
-            count=count,
-            seed=seed,
-            test_fraction=TEST_FRACTION,
-            max_count=MAX_PROBLEMS.get(split, 0),
-        )
+    def draw(self, rng: random.Random, split: str) -> Problem | None:
+        """Draw a puzzle with a unique solution: 8 empty cells for test, 4 to 10 for train."""
+        grid = rng.choice(all_grids())
+        blanks = TEST_BLANKS if split == "test" else rng.choice(TRAIN_BLANKS)
+        puzzle = _make_puzzle(grid, blanks, rng)
+        return None if puzzle is None else make_problem(puzzle, grid)
 
     def reward(self, problem: Problem, completion: str) -> float:
         """Return the fraction of empty cells that the completion fills correctly."""
