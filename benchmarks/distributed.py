@@ -5,7 +5,7 @@
 Every process draws the same prompts and per-row seeds from the shared generator and keeps its
 own contiguous block of whole groups, so a row's completion and masks are the same whatever the
 number of processes. Gradients are averaged across processes by the wrapped model (DDP, FSDP or
-DeepSpeed, as the accelerate config says), metrics are averaged or summed, and only the main
+DeepSpeed, as the accelerate config selects). Metrics are averaged or summed, and only the main
 process writes files. Without `accelerate launch` everything runs in this one process.
 """
 
@@ -75,7 +75,7 @@ class Distributed:
         """Wrap the trained model and its optimizer; returns (model to call for gradients, optimizer).
 
         The wrapper averages gradients over processes in backward. It keeps the denoiser's token
-        ids, which the estimators read, so it stands in for the model in the student pass.
+        ids, which the estimators read, so it replaces the model in the student pass.
         """
         if self.accelerator is None:
             return model, optimizer

@@ -65,7 +65,7 @@ def evaluate(
 
 
 def _interleave(gathered: list[str], count: int, world: int) -> list[str]:
-    """Undo the strided split: `gathered` holds rank 0's items, then rank 1's, and so on."""
+    """Undo the strided split: `gathered` contains rank 0's items, then rank 1's, and so on."""
     sizes = [len(range(rank, count, world)) for rank in range(world)]
     starts = [sum(sizes[:rank]) for rank in range(world)]
     return [gathered[starts[index % world] + index // world] for index in range(count)]

@@ -1,7 +1,7 @@
 """Smoke test for a GPU machine: a few RL steps per model family and method, with step times.
 
     python -m benchmarks.gpu_smoke                       # tiny random LLaDA and Dream layouts
-    python -m benchmarks.gpu_smoke --model PATH --family llada --lora-rank 128
+    python -m benchmarks.gpu_smoke --model PATH --families llada --lora-rank 128
 
 Without `--model` it builds the tiny random models of `benchmarks.tiny_dllms`, so it needs no
 download. With `--model` it loads a local checkpoint (or a hub id, where the network allows)
