@@ -96,7 +96,7 @@ def _rft_step(policy, trained, optimizer, task, config, rollout_sampler, train_p
 
     # 1. Rollout, drawn in the same order from the same generator as the RL loop.
     rollout, rewards = draw_step_rollout(
-        policy, task, train_problems, config, rollout_sampler, generator, distributed.shard
+        trained, task, train_problems, config, rollout_sampler, generator, distributed.shard
     )
     budget.rollouts += len(rewards)
     budget.scored += len(rewards)

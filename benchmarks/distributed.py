@@ -74,13 +74,15 @@ class Distributed:
     def prepare(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:
         """Wrap the trained model and its optimizer; returns (model to call for gradients, optimizer).
 
-        The wrapper averages gradients over processes in backward. It keeps the denoiser's token
-        ids, which the estimators read, so it replaces the model in the student pass.
+        The wrapper averages gradients over processes in backward. It gets the denoiser's token
+        ids and prompt codec, which the sampler and estimators use, so it replaces the model in
+        every policy forward. NOTE: only DDP has run (on CPU); the FSDP and ZeRO configs have not
+        been tried, because no GPU machine was available.
         """
         if self.accelerator is None:
             return model, optimizer
         wrapped, optimizer = self.accelerator.prepare(model, optimizer)
-        for name in ("mask_token_id", "eos_token_id", "pad_token_id"):
+        for name in ("mask_token_id", "eos_token_id", "pad_token_id", "tokenizer", "encode_prompts", "decode_completions"):
             setattr(wrapped, name, getattr(model, name))
         return wrapped, optimizer
 

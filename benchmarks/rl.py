@@ -196,10 +196,12 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
     config, generator, budget = context.config, context.generator, context.budget
     estimator = divergence.estimator
 
-    # 1. Rollout: prompts, grouped completions, rewards and advantages.
+    # 1. Rollout: prompts, grouped completions, rewards and advantages. Every forward of the
+    # policy goes through the wrapped model, which FSDP and ZeRO-3 need to gather the weights.
     distributed = context.distributed
+    model = context.trained if context.trained is not None else policy
     rollout, rewards = draw_step_rollout(
-        policy, context.task, context.train_problems, config, context.rollout_sampler, generator, distributed.shard
+        model, context.task, context.train_problems, config, context.rollout_sampler, generator, distributed.shard
     )
     budget.rollouts += len(rewards)
     budget.scored += len(rewards)
@@ -209,7 +211,7 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
     seeds = torch.randint(0, 2**31 - 1, (config.inner_updates,), generator=generator).tolist()
     with torch.no_grad():
         needs_old = config.inner_updates > 1 and divergence.uses_old_policy
-        old = [estimator(policy, rollout, s) for s in seeds] if needs_old else [None] * len(seeds)
+        old = [estimator(model, rollout, s) for s in seeds] if needs_old else [None] * len(seeds)
         ref = None
         if reference is not None:
             with _as_reference(reference):
@@ -219,7 +221,7 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
     policy.train()
     update_metrics = []
     for k, mask_seed in enumerate(seeds):
-        student = estimator(context.trained if context.trained is not None else policy, rollout, mask_seed)
+        student = estimator(model, rollout, mask_seed)
         old_scores = old[k] if old[k] is not None else _detached(student)
         batch = DivergenceBatch(
             student=student,
