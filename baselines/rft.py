@@ -14,8 +14,6 @@ target the base was pretrained on.
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import time
 from typing import Callable, Sequence
 
@@ -27,7 +25,7 @@ from benchmarks.budget import Budget, count_forwards, degenerate_fraction
 from benchmarks.distributed import SINGLE_PROCESS, Distributed
 from benchmarks.model import Denoiser
 from benchmarks.pretrain import PretrainConfig, diffusion_loss
-from benchmarks.rl import CheckpointCallback, RLConfig, draw_step_rollout, is_checkpoint, log_step, make_optimizer
+from benchmarks.rl import CheckpointCallback, RLConfig, draw_step_rollout, is_checkpoint, log_step, start_training
 from benchmarks.sampler import SamplerConfig
 from benchmarks.tasks.base import Problem, Task
 
@@ -68,11 +66,7 @@ def train_rft(
     NOTE: in a data-parallel run the masks of the diffusion loss are drawn per process, and the
     gradient averages the processes' means, so RFT is not identical to a single-process run.
     """
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    policy = copy.deepcopy(base).train()
-    trained, optimizer = distributed.prepare(policy, make_optimizer(policy, config))
-    rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
+    generator, policy, trained, optimizer, rollout_sampler = start_training(base, config, sampler, seed, distributed)
     budget = Budget()
     logs: list[dict] = []
 
@@ -109,11 +103,11 @@ def _rft_step(policy, trained, optimizer, task, config, rollout_sampler, train_p
 
     # 3. Masked-diffusion updates on the kept pairs, a fresh mask per update.
     losses, grad_norms = [], []
-    kept = distributed.sum(len(best_rows))
+    kept_count = distributed.sum(len(best_rows))
     # The loss's masks come from their own generator, so the shared one advances by the same
     # amount in every process whatever each one kept.
     mask_generator = torch.Generator().manual_seed(int(torch.randint(0, 2**62, (1,), generator=generator)))
-    if kept > 0:
+    if kept_count > 0:
         # A process that kept nothing still runs a zero-weighted pass on one row, because every
         # process must take part in each gradient average.
         weight = 1.0 if len(best_rows) > 0 else 0.0
@@ -138,7 +132,7 @@ def _rft_step(policy, trained, optimizer, task, config, rollout_sampler, train_p
     }
     return {
         **{key: None if value is None else distributed.mean(value) for key, value in local.items()},
-        "kept_fraction": kept / config.prompts_per_step,
+        "kept_fraction": kept_count / config.prompts_per_step,
         "grad_norm": sum(grad_norms) / len(grad_norms) if grad_norms else None,
         "seconds": round(time.perf_counter() - started, 3),
     }

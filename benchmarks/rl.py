@@ -123,6 +123,20 @@ def draw_step_rollout(
     return rollout, rewards
 
 
+def start_training(base: Denoiser, config: RLConfig, sampler: SamplerConfig, seed: int, distributed: Distributed):
+    """Seed torch, copy `base` into a trainable policy and build what every trainer shares.
+
+    Returns the shared generator, the policy, the model to call for gradients (the policy, or its
+    data-parallel wrapper), the optimizer and the rollout sampler.
+    """
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    policy = copy.deepcopy(base).train()
+    trained, optimizer = distributed.prepare(policy, make_optimizer(policy, config))
+    rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
+    return generator, policy, trained, optimizer, rollout_sampler
+
+
 def train_policy(
     base: Denoiser,
     task: Task,
@@ -138,16 +152,12 @@ def train_policy(
 ) -> tuple[Denoiser, list[dict]]:
     """Post-train a copy of `base` with `divergence`; returns the policy and one log record per step.
 
-    Each record holds the step's metrics and the run's cumulative budget (see
+    Each record contains the step's metrics and the run's cumulative budget (see
     `benchmarks.budget.Budget`), over all processes of a data-parallel run. Forward calls made
     inside `on_checkpoint` are not counted.
     """
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    policy = copy.deepcopy(base).train()
+    generator, policy, trained, optimizer, rollout_sampler = start_training(base, config, sampler, seed, distributed)
     reference = _reference_for(policy, base) if divergence.uses_reference else None
-    trained, optimizer = distributed.prepare(policy, make_optimizer(policy, config))
-    rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
     step_context = _StepContext(task, config, rollout_sampler, train_problems, generator, Budget(), distributed, trained)
     logs: list[dict] = []
 
@@ -164,7 +174,7 @@ def train_policy(
 
 @dataclass
 class _StepContext:
-    """What every step of one run shares."""
+    """The state that every step of one run shares."""
 
     task: Task
     config: RLConfig
@@ -247,7 +257,7 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
         "degenerate_fraction": degenerate_fraction(rollout.completion_ids, rollout.eos_mask, policy.eos_token_id),
         **{key: sum(m[key] for m in update_metrics) / len(update_metrics) for key in update_metrics[0]},
     }
-    # Every process holds the same number of rows, so the mean of the means is the global mean.
+    # Every process has the same number of rows, so the mean of the means is the global mean.
     return {**{key: distributed.mean(value) for key, value in local.items()}, "seconds": round(time.perf_counter() - started, 3)}
 
 
