@@ -1,8 +1,9 @@
 """Model families: the conventions that differ between real dLLMs, behind one denoiser interface.
 
-A family defines where the mask token id comes from, whether the network's logits are shifted (Dream
-predicts token i from position i - 1, as autoregressive models do; LLaDA predicts token i at
-position i), which linear layers LoRA adapts, and which unmasking algorithm its sampler uses.
+A family defines where the mask token id comes from and whether the network's logits are shifted.
+Dream predicts token i from position i - 1, as autoregressive models do, and LLaDA predicts token
+i at position i. It also names the linear layers LoRA adapts and the unmasking algorithm its
+sampler uses.
 `DiffusionLM` wraps a loaded model so the rest of the harness sees LLaDA-aligned float32 logits,
 whatever the family.
 """
@@ -59,8 +60,8 @@ class ModelFamily:
     def align_logits(self, logits: Tensor) -> Tensor:
         """Move the logits so that position i contains the prediction for token i.
 
-        With a shift of 1, position 0 has no prediction; it repeats position 0's raw logits, as
-        Dream's own sampler does, and is always a prompt position, so nothing reads it.
+        With a shift of 1, position 0 has no prediction, so it repeats position 0's raw logits, as
+        Dream's own sampler does. It is always a prompt position, so nothing reads it.
         """
         if self.logit_shift == 0:
             return logits
@@ -196,8 +197,8 @@ def load_dllm(
 
     Loading goes through transformers' auto classes with `trust_remote_code=True`, because LLaDA
     and Dream ship their modelling code with the weights. `adapter` names a directory written by
-    `save_adapter`, loaded on top of the base; with `merge` its weights are folded into the base,
-    which gives the same logits without the adapter's extra matrix products.
+    `save_adapter`, which is loaded on top of the base. With `merge` its weights are folded into
+    the base, which gives the same logits without the adapter's extra matrix products.
     """
     from transformers import AutoModel, AutoTokenizer
 

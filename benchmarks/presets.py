@@ -40,8 +40,8 @@ TINY_PRETRAIN_OVERRIDES = {
 PRESETS = {
     "tiny": Preset(pretrain_overrides=TINY_PRETRAIN_OVERRIDES),
     # Every method on every task with three seeds, sized to finish within two hours on 2 CPU
-    # cores from an empty checkpoint cache: half the tiny rollout batch, 20 steps, a checkpoint
-    # at step 10 and 128 test problems per task. Run it as
+    # cores from an empty checkpoint cache. It uses half the tiny rollout batch, 20 steps, a
+    # checkpoint at step 10 and 128 test problems per task. Run it as
     #   python -m benchmarks.run --methods all --tasks all --seeds 0,1,2 --preset paper-tiny
     # NOTE: the size is an estimate. One step of all ten methods at this batch took 6.5 s on
     # sudoku, 5.9 s on countdown, 39.8 s on math and 20.4 s on code (2 idle cores), so RL takes

@@ -3,7 +3,7 @@
 Model output is untrusted, so it never runs in this process. `run_tests` hands each
 (program, tests) job to a pool of worker processes (`benchmarks/sandbox_worker.py`, started with
 `python -I -S`), and each worker forks one confined child per job. The worker module docstring
-lists what the child is confined by. The pool replaces a worker that dies or stops answering,
+lists what the child is confined by. The pool replaces a worker that dies or stops responding,
 and the job it was running reads as failed.
 
 The README's security section states what is enforced and what is not.
@@ -64,7 +64,7 @@ class SandboxLimits:
 class Outcome:
     """The result of one job.
 
-    `passed` holds one flag per test, true only when the test's code ran to completion. `status`
+    `passed` contains one flag per test, true only when the test's code ran to completion. `status`
     is one of STATUSES: "ok" when the harness finished, "error" when the program raised,
     "syntax_error" when it did not compile, "timeout", "output_limit", "crashed" when the process
     ended without finishing (os._exit, a signal, a memory limit hit outside Python),
@@ -110,7 +110,7 @@ class _Worker:
         while b"\n" not in self.buffer:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise TimeoutError("the sandbox worker did not answer in time")
+                raise TimeoutError("the sandbox worker timed out before returning an outcome")
             ready, _, _ = select.select([fd], [], [], remaining)
             if ready:
                 chunk = os.read(fd, 65536)

@@ -1,7 +1,7 @@
 """Sandbox worker: runs untrusted programs and their tests, one forked child per job.
 
 The parent (`benchmarks.sandbox`) starts this file as `python -I -S sandbox_worker.py`, so it
-imports nothing outside the standard library and sees no site packages. It reads one JSON job
+imports nothing outside the standard library and has no site packages on its path. It reads one JSON job
 per line on stdin and writes one JSON outcome per line on stdout.
 
 Each job runs in a child forked from this worker. Before any untrusted line runs, the child:
@@ -46,7 +46,7 @@ CLONE_NEWNET = 0x40000000
 PATH = "/usr/local/bin:/usr/bin:/bin"
 SETUP_FAILED = 70  # exit status of a child that could not confine itself (EX_SOFTWARE)
 READ_CHUNK = 65536
-MESSAGE_CHARS = 200  # longest error line the harness writes for one failure
+MESSAGE_CHARS = 200  # maximum length of the error line the harness writes for one failure
 REAP_POLL_SECONDS = 0.005
 # Each job may open this many files at once, and its user may run this many processes (the
 # limit only binds a user other than root). Process creation is blocked by the audit hook

@@ -21,7 +21,7 @@ class Rollout:
     prompt_mask: Tensor  # [b, p] 1 for real prompt tokens, 0 for padding
     completion_ids: Tensor  # [b, l]
     eos_mask: Tensor  # [b, l] bool
-    # In a data-parallel run each process holds rows row_offset .. row_offset + b of a batch of
+    # In a data-parallel run each process has rows row_offset .. row_offset + b of a batch of
     # global_rows (None: this is the whole batch). Estimators draw their random masks for the
     # whole batch and keep these rows, so the masks do not depend on the number of processes.
     row_offset: int = 0

@@ -1,4 +1,4 @@
-"""The shipped accelerate configs load with accelerate's own parser and set what their names say."""
+"""The shipped accelerate configs load with accelerate's own parser and set the distributed type their names give."""
 
 from pathlib import Path
 

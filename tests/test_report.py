@@ -207,7 +207,8 @@ def test_readme_table_comes_from_summary(run_dir, tmp_path):
 
     text = readme.read_text()
     assert "old table" not in text
-    assert text.startswith("intro\n") and text.endswith(f"{readme_table.END}\nrest\n")
+    assert text.startswith("intro\n")
+    assert text.endswith(f"{readme_table.END}\nrest\n")
     assert f"| gdsd      | 0.820 ± {_half_width(FINAL['sudoku', 'gdsd']):.3f}" in text
     assert "| base      | 0.450 " in text
     assert "`python -m benchmarks.run --methods gdsd,elbo_grpo`" in text

@@ -259,7 +259,7 @@ def test_statuses_cover_hostile_expectations(outside):
     assert expected <= set(STATUSES)
 
 
-def test_hostile_completions_get_no_test_credit_in_code_task(outside):
+def test_hostile_completions_no_test_credit(outside):
     from benchmarks.tasks.coding import FORMAT_WEIGHT, CodeTask, fenced, score_batch
 
     task = CodeTask()

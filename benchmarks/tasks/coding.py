@@ -327,7 +327,7 @@ class CodeTask(GeneratedTask):
     name = "code"
     # Shown inputs have one digit and outputs at most two: x*x+9 and 9*x+9 both reach 90 at 9.
     max_prompt_chars = len(format_prompt([(9, 90)] * EXAMPLE_COUNT))
-    # The longest reference completion has 43 characters (it returns max(x,9)), so an EOS
+    # The maximum reference completion length is 43 characters (it returns max(x,9)), so an EOS
     # always follows. Other correct programs of up to 48 characters fit too.
     completion_length = 48
     tokens_per_step = 4
