@@ -43,7 +43,7 @@ def best_per_group(rewards: Tensor, group_size: int) -> Tensor:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
     grouped = rewards.view(-1, group_size)  # [groups, g]
     best, column = grouped.max(dim=1)  # [groups] each
-    rows = torch.arange(grouped.shape[0]) * group_size + column
+    rows = torch.arange(grouped.shape[0], device=rewards.device) * group_size + column
     return rows[best > 0]
 
 

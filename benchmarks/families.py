@@ -138,6 +138,8 @@ class DiffusionLM(nn.Module):
     def encode_prompts(self, prompts: Sequence[str], task: Any = None) -> tuple[Tensor, Tensor]:
         """Render each prompt as one user turn of the chat template and left-pad the batch.
 
+        The tensors are on the model's device.
+
         Without a chat template (or with `chat_template` off) the prompt text is used as it is.
         A prompt longer than `max_prompt_tokens` keeps its last tokens, where the question and the
         generation prompt are, and the count of cut prompts is logged. `task` is unused: real
@@ -152,7 +154,8 @@ class DiffusionLM(nn.Module):
         width = max(len(row) for row in rows)
         prompt_ids = torch.tensor([[self.pad_token_id] * (width - len(row)) + row for row in rows], dtype=torch.long)
         prompt_mask = torch.tensor([[0] * (width - len(row)) + [1] * len(row) for row in rows], dtype=torch.long)
-        return prompt_ids, prompt_mask
+        device = next(self.model.parameters()).device
+        return prompt_ids.to(device), prompt_mask.to(device)
 
     def _render(self, prompt: str) -> str:
         if not self.chat_template or getattr(self.tokenizer, "chat_template", None) is None:
@@ -202,6 +205,9 @@ def load_dllm(
     """
     from transformers import AutoModel, AutoTokenizer
 
+    from benchmarks.tiny_dllms import register_tiny_models
+
+    register_tiny_models()  # so saved tiny models load from a directory as real ones do
     model_family = get_family(family)
     if merge and adapter is None:
         raise ValueError("merge=True needs an adapter to merge; pass adapter=<directory>")

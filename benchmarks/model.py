@@ -50,8 +50,12 @@ class Denoiser(nn.Module):
         return self.model(input_ids=input_ids, attention_mask=attention_mask).logits.float()
 
     def encode_prompts(self, prompts: Sequence[str], task) -> tuple[Tensor, Tensor]:
-        """Encode prompts in the tiny layout: left-padded to the task's `max_prompt_chars`, then the separator."""
-        return encode_prompts(self.tokenizer, prompts, task.max_prompt_chars)
+        """Encode prompts in the tiny layout: left-padded to the task's `max_prompt_chars`, then the separator.
+
+        The tensors are on the model's device.
+        """
+        device = next(self.model.parameters()).device
+        return tuple(tensor.to(device) for tensor in encode_prompts(self.tokenizer, prompts, task.max_prompt_chars))
 
     def decode_completions(self, completion_ids: Tensor) -> list[str]:
         return decode_completions(self.tokenizer, completion_ids)

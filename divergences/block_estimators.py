@@ -55,8 +55,11 @@ class BlockEstimator:
         """Draw the masks of every draw: returns hidden [d, b, l] bool and weight [d, b, l]."""
         generator = torch.Generator().manual_seed(seed)
         batch_size, length = rollout.completion_ids.shape
-        counted = rollout.eos_mask.bool() if self.positions == "eos" else torch.ones(batch_size, length, dtype=torch.bool)
-        block_of = torch.arange(length) // self.block_length  # [l]
+        device = rollout.completion_ids.device
+        counted = (
+            rollout.eos_mask.bool() if self.positions == "eos" else torch.ones(batch_size, length, dtype=torch.bool, device=device)
+        )
+        block_of = torch.arange(length, device=device) // self.block_length  # [l]
         # Counted positions form a prefix, so the blocks holding them are the first K.
         blocks = torch.div(counted.sum(dim=1) - 1, self.block_length, rounding_mode="floor").clamp_min(0) + 1  # [b]
 
@@ -141,7 +144,7 @@ class AntitheticEstimator:
         total, rows = rollout.total_rows, rollout.rows
         ratio = self.min_ratio + (1 - self.min_ratio) * torch.rand(half, total, 1, generator=generator)[:, rows]
         first = torch.rand(half, total, length, generator=generator)[:, rows] < ratio  # [d/2, b, l]
-        return torch.cat([first, ~first])  # [d, b, l]
+        return torch.cat([first, ~first]).to(rollout.completion_ids.device)  # [d, b, l]
 
     def __call__(self, denoiser: DenoiserLike, rollout: Rollout, seed: int) -> TokenScores:
         hidden = self.draw_masks(rollout, seed)  # [d, b, l]
@@ -164,5 +167,9 @@ def _score_masked(denoiser: DenoiserLike, rollout: Rollout, hidden: Tensor, weig
 
 
 def _rows_rand(rollout: Rollout, generator: torch.Generator, *trailing: int) -> Tensor:
-    """Draw uniforms for the whole batch and keep this rollout's rows: [b, *trailing]."""
-    return torch.rand(rollout.total_rows, *trailing, generator=generator)[rollout.rows]
+    """Draw uniforms for the whole batch and keep this rollout's rows: [b, *trailing].
+
+    The draw is on the CPU generator, so a seed gives the same masks on every device; the rows
+    then move to the rollout's device.
+    """
+    return torch.rand(rollout.total_rows, *trailing, generator=generator)[rollout.rows].to(rollout.completion_ids.device)

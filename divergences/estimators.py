@@ -82,7 +82,7 @@ class MeanFieldEstimator:
             # process pads to the same width (always for the tiny model's fixed-width prompts).
             width = rollout.prompt_ids.shape[1]
             hide_prompt = torch.rand(rollout.total_rows, width, generator=generator)[rollout.rows] < self.p_mask_prompt
-            hide_prompt &= rollout.prompt_mask.bool()
+            hide_prompt = hide_prompt.to(rollout.prompt_mask.device) & rollout.prompt_mask.bool()
             noisy_prompt = torch.where(hide_prompt, mask_id, rollout.prompt_ids)
             noisy = torch.cat([noisy_prompt, torch.full_like(rollout.completion_ids, mask_id)], dim=1)
             logps.append(completion_log_probs(denoiser, noisy, rollout.attention_mask, rollout.completion_ids)[0])
@@ -122,7 +122,8 @@ class CoupledEstimator:
             # Drawn for the whole batch, so the stratification spans every process's rows.
             all_counts = stratified_mask_counts(rollout.total_rows, length, generator)
             all_first = random_subset_mask(all_counts, length, generator)
-            counts, first = all_counts[rollout.rows], all_first[rollout.rows]  # [b], [b, l]
+            device = rollout.completion_ids.device
+            counts, first = all_counts[rollout.rows].to(device), all_first[rollout.rows].to(device)  # [b], [b, l]
             hidden = torch.cat([first, ~first])  # [2b, l]: the pass and its complement
             noisy_completion = torch.where(hidden, mask_id, rollout.completion_ids.repeat(2, 1))
             noisy = torch.cat([rollout.prompt_ids.repeat(2, 1), noisy_completion], dim=1)
@@ -137,7 +138,7 @@ class CoupledEstimator:
     def _weights(self, first: Tensor, counts: Tensor, length: int) -> Tensor:
         """Coefficient of each token's log-prob: [b, l]."""
         if self.weighting == "none":
-            return torch.full(first.shape, 0.5)
+            return torch.full(first.shape, 0.5, device=first.device)
         t = (counts.double() / (length + 1))[:, None]  # [b, 1]
         complement_t = length / (length + 1) - t
         # A pass with no masked position never uses its weight, so the clamp only avoids inf * 0.
