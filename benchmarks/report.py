@@ -345,6 +345,13 @@ def _save(figure, path: Path) -> None:
 # Summary
 
 
+def _test_size_phrase(test_problems: int | dict[str, int]) -> str:
+    """Describe the test set: one count for every task, or (runs on task files) a count per task."""
+    if isinstance(test_problems, dict):
+        return "the test problems of each task (" + ", ".join(f"{task}: {n}" for task, n in test_problems.items()) + ")"
+    return f"{test_problems} held-out problems per task"
+
+
 def render_summary(run_dir: Path, records: RunRecords) -> str:
     config, provenance = records.config, records.provenance
     primary, methods = config["primary_metrics"], config["methods"]
@@ -359,8 +366,9 @@ def render_summary(run_dir: Path, records: RunRecords) -> str:
         "",
         "## Test score after the last RL step",
         "",
-        f"Primary metric at temperature 0 on {config['test_problems']} held-out problems per task, "
-        f"{_seed_phrase(seeds)}. The `base` row is the pretrained model before RL, evaluated once. "
+        f"Primary metric at temperature 0 on {_test_size_phrase(config['test_problems'])}, "
+        f"{_seed_phrase(seeds)}. The `base` row is {config.get('base', 'the pretrained model')} before RL, "
+        "evaluated once. "
         + _interval_phrase(seeds)
         + " Bold marks the best trained method of each task.",
         "",

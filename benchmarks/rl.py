@@ -82,15 +82,19 @@ def draw_rollout(
     prompt_ids, prompt_mask, completion_ids, texts = sample_texts(
         policy, task, [p.prompt for p in grouped], sampler, generator
     )
-    rewards = torch.tensor(task.rewards(grouped, texts), dtype=torch.float32)
+    rewards = torch.tensor(task.rewards(grouped, texts), dtype=torch.float32, device=completion_ids.device)
     rollout = Rollout(prompt_ids, prompt_mask, completion_ids, eos_mask(completion_ids, policy.eos_token_id))
     return rollout, rewards, texts
 
 
 def make_optimizer(policy: Denoiser, config: RLConfig) -> torch.optim.AdamW:
-    """AdamW with the shared settings (betas 0.9, 0.99 as the d1 and GDSD recipes use)."""
+    """AdamW with the shared settings (betas 0.9, 0.99 as the d1 and GDSD recipes use).
+
+    Only trainable parameters are passed, so the frozen base under a LoRA adapter holds no state.
+    """
+    trainable = [parameter for parameter in policy.parameters() if parameter.requires_grad]
     return torch.optim.AdamW(
-        policy.parameters(), lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=config.weight_decay
+        trainable, lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=config.weight_decay
     )
 
 
@@ -123,15 +127,20 @@ def draw_step_rollout(
     return rollout, rewards
 
 
-def start_training(base: Denoiser, config: RLConfig, sampler: SamplerConfig, seed: int, distributed: Distributed):
+def start_training(
+    base: Denoiser, config: RLConfig, sampler: SamplerConfig, seed: int, distributed: Distributed, copy_base: bool = True
+):
     """Seed torch, copy `base` into a trainable policy and build what every trainer shares.
+
+    With `copy_base` false, `base` itself is trained: for a real model with a fresh LoRA
+    adapter, which must not be copied with the billions of frozen weights under it.
 
     Returns the shared generator, the policy, the model to call for gradients (the policy, or its
     data-parallel wrapper), the optimizer and the rollout sampler.
     """
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    policy = copy.deepcopy(base).train()
+    policy = (copy.deepcopy(base) if copy_base else base).train()
     trained, optimizer = distributed.prepare(policy, make_optimizer(policy, config))
     rollout_sampler = dataclasses.replace(sampler, temperature=config.rollout_temperature)
     return generator, policy, trained, optimizer, rollout_sampler
@@ -149,14 +158,19 @@ def train_policy(
     on_step: Callable[[dict], None] | None = None,
     on_checkpoint: CheckpointCallback | None = None,
     distributed: Distributed = SINGLE_PROCESS,
+    copy_base: bool = True,
 ) -> tuple[Denoiser, list[dict]]:
     """Post-train a copy of `base` with `divergence`; returns the policy and one log record per step.
+
+    With `copy_base` false, `base` is trained in place (see `start_training`).
 
     Each record contains the step's metrics and the run's cumulative budget (see
     `benchmarks.budget.Budget`), over all processes of a data-parallel run. Forward calls made
     inside `on_checkpoint` are not counted.
     """
-    generator, policy, trained, optimizer, rollout_sampler = start_training(base, config, sampler, seed, distributed)
+    generator, policy, trained, optimizer, rollout_sampler = start_training(
+        base, config, sampler, seed, distributed, copy_base
+    )
     reference = _reference_for(policy, base) if divergence.uses_reference else None
     step_context = _StepContext(task, config, rollout_sampler, train_problems, generator, Budget(), distributed, trained)
     logs: list[dict] = []
