@@ -3,8 +3,8 @@
     python -m benchmarks.readme_table reports/<run-id> [--readme README.md]
 
 replaces the lines between the README's `<!-- results:start -->` and `<!-- results:end -->`
-markers with the final-score table of `reports/<run-id>/summary.csv` and a line naming the run
-and the command that made it.
+markers with the final-score table of `reports/<run-id>/summary.csv`, a line naming the run and
+the command that made it, and per task whether the published ordering holds.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ from benchmarks.io import atomic_write_text
 from benchmarks.report import method_order
 
 START, END = "<!-- results:start -->", "<!-- results:end -->"
+# The published ordering that a run is checked against: GDSD or GDSD-TLC at or above the best of
+# the methods that plug a likelihood estimate into a policy-gradient loss.
+GDSD_METHODS = ("gdsd", "gdsd_tlc")
+LIKELIHOOD_METHODS = ("elbo_grpo", "elbo_pg", "wd1", "spg", "espo", "dmpo")
 
 
 def results_block(run_dir: Path, link_prefix: str = "") -> str:
@@ -45,7 +49,44 @@ def results_block(run_dir: Path, link_prefix: str = "") -> str:
         f"Final test score, mean ± half-width of the 95% t-interval over seeds {', '.join(map(str, config['seeds']))}."
     )
     table = tabulate(rows, headers="keys", tablefmt="github", disable_numparse=True)
-    return f"{source}\n\n{table}"
+    ordering = ordering_lines(summary, tasks)
+    if not ordering:
+        return f"{source}\n\n{table}"
+    heading = (
+        "Published ordering, GDSD or GDSD-TLC at or above the best likelihood-based method "
+        f"({', '.join(LIKELIHOOD_METHODS)}), per task:"
+    )
+    return f"{source}\n\n{table}\n\n{heading}\n\n" + "\n".join(ordering)
+
+
+def ordering_lines(summary: pd.DataFrame, tasks: list[str]) -> list[str]:
+    """Return one line per task that says whether the best GDSD method matches or beats the best
+    likelihood-based method on the final mean, and whether their intervals overlap.
+
+    Tasks that lack either kind of method get no line.
+    """
+    lines = []
+    for task in tasks:
+        rows = summary[summary.task == task].set_index("method")
+        gdsd = [method for method in GDSD_METHODS if method in rows.index]
+        others = [method for method in LIKELIHOOD_METHODS if method in rows.index]
+        if not gdsd or not others:
+            continue
+        best_gdsd = max(gdsd, key=lambda method: rows.final_mean[method])
+        best_other = max(others, key=lambda method: rows.final_mean[method])
+        first, second = rows.loc[best_gdsd], rows.loc[best_other]
+        holds = first.final_mean >= second.final_mean
+        verdict = "holds" if holds else "does not hold"
+        comparison = "≥" if holds else "<"
+        overlap = first.final_ci_low <= second.final_ci_high and second.final_ci_low <= first.final_ci_high
+        note = ", and their intervals overlap" if overlap else ", and their intervals do not overlap"
+        if math.isnan(first.final_ci_low) or math.isnan(second.final_ci_low):
+            note = " (one seed, no interval)"
+        lines.append(
+            f"- {task}: {verdict}. {best_gdsd} {first.final_mean:.3f} {comparison} {best_other} "
+            f"{second.final_mean:.3f}{note}."
+        )
+    return lines
 
 
 def _cell(row: pd.Series) -> str:

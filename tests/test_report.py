@@ -212,6 +212,8 @@ def test_readme_table_comes_from_summary(run_dir, tmp_path):
     assert f"| gdsd      | 0.820 ± {_half_width(FINAL['sudoku', 'gdsd']):.3f}" in text
     assert "| base      | 0.450 " in text
     assert "`python -m benchmarks.run --methods gdsd,elbo_grpo`" in text
+    assert "- sudoku: holds. gdsd 0.820 ≥ elbo_grpo 0.610, and their intervals do not overlap." in text
+    assert "- math: holds. gdsd 0.400 ≥ elbo_grpo 0.380, and their intervals overlap." in text
 
 
 def test_readme_table_needs_markers(run_dir, tmp_path, capsys):
@@ -223,3 +225,25 @@ def test_readme_table_needs_markers(run_dir, tmp_path, capsys):
     assert readme_table.main([str(run_dir), "--readme", str(readme)]) == 2
     assert "has no <!-- results:start -->" in capsys.readouterr().err
     assert readme.read_text() == "no markers\n"
+
+
+def test_readme_ordering_names_the_failing_task():
+    from benchmarks.readme_table import ordering_lines
+
+    nan = float("nan")
+    summary = pd.DataFrame([
+        {"task": "code", "method": "gdsd", "final_mean": 0.30, "final_ci_low": 0.25, "final_ci_high": 0.35},
+        {"task": "code", "method": "gdsd_tlc", "final_mean": 0.32, "final_ci_low": 0.30, "final_ci_high": 0.34},
+        {"task": "code", "method": "espo", "final_mean": 0.40, "final_ci_low": 0.38, "final_ci_high": 0.42},
+        {"task": "code", "method": "wd1", "final_mean": 0.20, "final_ci_low": 0.10, "final_ci_high": 0.30},
+        {"task": "math", "method": "gdsd", "final_mean": 0.10, "final_ci_low": nan, "final_ci_high": nan},
+        {"task": "math", "method": "spg", "final_mean": 0.10, "final_ci_low": nan, "final_ci_high": nan},
+        {"task": "sudoku", "method": "gdsd", "final_mean": 0.80, "final_ci_low": 0.7, "final_ci_high": 0.9},
+    ])
+
+    lines = ordering_lines(summary, ["code", "math", "sudoku"])
+
+    assert lines == [
+        "- code: does not hold. gdsd_tlc 0.320 < espo 0.400, and their intervals do not overlap.",
+        "- math: holds. gdsd 0.100 ≥ spg 0.100 (one seed, no interval).",
+    ]
