@@ -6,6 +6,9 @@ Every method starts from the same base model with the same rollout and gradient 
 same seeds. The base and every trained policy are evaluated on the held-out test split with the
 shared sampler at temperature 0. Results go to `reports/<run-id>/`: summary.md, results.csv, a
 reward-curve PNG per task, per-step metrics (metrics.jsonl), the resolved config and provenance.
+
+With `--family llada|dream` the runner post-trains a real checkpoint instead, with each method's
+recipe and task files (see `benchmarks.checkpoint_run`).
 """
 
 from __future__ import annotations
@@ -263,9 +266,10 @@ def run_checkpoint(
     family: str,
     seeds: list[int],
     data: dict[tuple[str, str], str],
+    train: dict[str, list],
+    test: dict[str, list],
     run_dir: Path,
     progress: bool,
-    test_problems: int | None = None,
     eval_batch_size: int = checkpoint_run.DEFAULT_EVAL_BATCH_SIZE,
     save_adapters: bool = False,
     log_samples: bool = False,
@@ -273,12 +277,10 @@ def run_checkpoint(
 ) -> Path:
     """Post-train a dLLM checkpoint with each method's recipe on task files (see `benchmarks.checkpoint_run`).
 
-    `recipes` is {task: {method: Recipe}} from `checkpoint_run.load_recipes`; `data` maps
-    (task, split) to a file, from `checkpoint_run.parse_data`.
+    `recipes` is {task: {method: Recipe}} from `checkpoint_run.load_recipes`. `data` maps
+    (task, split) to the file that `train` and `test` ({task: problems}) were loaded from.
     """
     tasks = list(recipes)
-    train = {task: checkpoint_run.load_problems(task, "train", data, None) for task in tasks}
-    test = {task: checkpoint_run.load_problems(task, "test", data, test_problems) for task in tasks}
     config = {
         "methods": list(next(iter(recipes.values()))),
         "tasks": tasks,
@@ -462,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=level, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     transformers_logging.disable_progress_bar()
     progress = not args.no_progress and distributed.is_main
-    default_id = args.preset or "tiny" if args.family is None else args.family
+    default_id = (args.preset or "tiny") if args.family is None else args.family
     run_dir = args.output_dir / (args.run_id or f"{datetime.now(timezone.utc):%Y%m%d-%H%M%S}-{default_id}")
     try:
         run_dir = plan(run_dir, progress, distributed)
@@ -537,6 +539,8 @@ def _plan_checkpoint_run(args: argparse.Namespace) -> Callable:
         for recipe in by_method.values():
             check_batch_split(recipe.rl.prompts_per_step, recipe.rl.group_size, world)
     data = checkpoint_run.parse_data(args.data, tasks)
+    train = {task: checkpoint_run.load_problems(task, "train", data, None) for task in tasks}
+    test = {task: checkpoint_run.load_problems(task, "test", data, args.test_problems) for task in tasks}
     models = {recipe.model for by_method in recipes.values() for recipe in by_method.values()}
     if args.model is None and len(models) > 1:
         raise ValueError(f"the recipes of these tasks name different models ({', '.join(sorted(models))}); choose one with --model")
@@ -544,7 +548,7 @@ def _plan_checkpoint_run(args: argparse.Namespace) -> Callable:
 
     def start(run_dir: Path, progress: bool, distributed: Distributed) -> Path:
         return run_checkpoint(
-            recipes, model, args.family, seeds, data, run_dir, progress, args.test_problems,
+            recipes, model, args.family, seeds, data, train, test, run_dir, progress,
             args.eval_batch_size or checkpoint_run.DEFAULT_EVAL_BATCH_SIZE, args.save_adapters, args.log_samples,
             distributed,
         )

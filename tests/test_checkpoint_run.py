@@ -18,44 +18,19 @@ from benchmarks.rl import RLConfig, train_policy
 from benchmarks.run import main
 from benchmarks.sampler import SamplerConfig
 from benchmarks.tiny_dllms import TinyDLLMConfig, TinyDream, TinyLLaDA
+from helpers import GSM8K_RECORDS, SMALL_RECIPE, save_tiny_dllm, settings, write_jsonl
 
-# Small enough for a CPU test: two steps of two prompts, eight generated tokens.
-SMALL = [
-    "rl.steps=2", "rl.prompts_per_step=2", "rl.group_size=2", "rl.inner_updates=1", "rl.eval_every=1",
-    "sampler.gen_length=8", "sampler.block_length=8", "sampler.steps=4", "lora.rank=2", "lora.alpha=4",
-]
-GSM8K = [
-    {"question": f"Tom has {n} apples and buys {n + 1} more. How many apples does he have?", "answer": f"{n} + {n + 1}\n#### {2 * n + 1}"}
-    for n in range(1, 6)
-]
 MBPP = [{"question": "Write a function that doubles x.", "test_cases": ["assert f(2) == 4", "assert f(0) == 0"]}]
-
-
-def _settings(*items: str) -> list[str]:
-    return [argument for item in items for argument in ("--set", item)]
-
-
-def _save_model(model_class, tokenizer, directory) -> str:
-    torch.manual_seed(0)
-    config = TinyDLLMConfig(vocab_size=len(tokenizer), num_hidden_layers=1, mask_token_id=tokenizer.mask_token_id)
-    model_class(model_class.config_class(**config.to_dict())).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return str(directory)
-
-
-def _write_jsonl(path, records) -> str:
-    path.write_text("".join(json.dumps(record) + "\n" for record in records))
-    return str(path)
 
 
 @pytest.fixture
 def llada_dir(tokenizer, tmp_path):
-    return _save_model(TinyLLaDA, tokenizer, tmp_path / "tiny-llada")
+    return save_tiny_dllm(TinyLLaDA, tokenizer, tmp_path / "tiny-llada")
 
 
 @pytest.fixture
 def gsm8k_files(tmp_path):
-    return _write_jsonl(tmp_path / "train.jsonl", GSM8K[:3]), _write_jsonl(tmp_path / "test.jsonl", GSM8K[3:])
+    return write_jsonl(tmp_path / "train.jsonl", GSM8K_RECORDS[:3]), write_jsonl(tmp_path / "test.jsonl", GSM8K_RECORDS[3:])
 
 
 def _read_jsonl(path) -> list[dict]:
@@ -66,7 +41,7 @@ def test_llada_checkpoint_run(llada_dir, gsm8k_files, tokenizer, tmp_path):
     train, test = gsm8k_files
     code = main([
         "--family", "llada", "--model", llada_dir, "--methods", "gdsd,elbo_grpo", "--tasks", "gsm8k",
-        "--data", f"gsm8k.train={train}", "--data", f"gsm8k.test={test}", *_settings(*SMALL),
+        "--data", f"gsm8k.train={train}", "--data", f"gsm8k.test={test}", *settings(*SMALL_RECIPE),
         "--output-dir", str(tmp_path), "--run-id", "real", "--no-progress", "--save-adapters", "--log-samples",
     ])
     run_dir = tmp_path / "real"
@@ -108,11 +83,11 @@ def test_llada_checkpoint_run(llada_dir, gsm8k_files, tokenizer, tmp_path):
 
 
 def test_dream_checkpoint_run_on_code(tokenizer, tmp_path):
-    model_dir = _save_model(TinyDream, tokenizer, tmp_path / "tiny-dream")
-    train = _write_jsonl(tmp_path / "mbpp.jsonl", MBPP)
+    model_dir = save_tiny_dllm(TinyDream, tokenizer, tmp_path / "tiny-dream")
+    train = write_jsonl(tmp_path / "mbpp.jsonl", MBPP)
     code = main([
         "--family", "dream", "--model", model_dir, "--methods", "spg", "--tasks", "code",
-        "--data", f"code.train={train}", "--test-problems", "2", *_settings(*SMALL),
+        "--data", f"code.train={train}", "--test-problems", "2", *settings(*SMALL_RECIPE),
         "--output-dir", str(tmp_path), "--run-id", "dream", "--no-progress",
     ])
     assert code == 0
@@ -171,17 +146,30 @@ def test_checkpoint_run_errors(capsys, llada_dir, gsm8k_files, tmp_path):
     assert "valid tasks: sudoku, countdown, gsm8k, math, code" in _error(capsys, base[:-1] + ["chess"] + data)
     assert "valid families: llada, dream" in _error(capsys, ["--family", "gpt"])
     assert "--preset sizes tiny-model runs" in _error(capsys, base + data + ["--preset", "smoke"])
-    assert "lora has no field 'rnak'; valid fields: rank, alpha, dropout" in _error(capsys, base + data + _settings("lora.rnak=2"))
-    assert "invalid value 'big' for lora.rank: expected an integer" in _error(capsys, base + data + _settings("lora.rank=big"))
-    assert "rank must be at least 1, got 0" in _error(capsys, base + data + _settings("lora.rank=0"))
-    assert "gdsd has no option rho" in _error(capsys, base + data + _settings("gdsd.rho=1"))
+    assert "lora has no field 'rnak'; valid fields: rank, alpha, dropout" in _error(capsys, base + data + settings("lora.rnak=2"))
+    assert "invalid value 'big' for lora.rank: expected an integer" in _error(capsys, base + data + settings("lora.rank=big"))
+    assert "rank must be at least 1, got 0" in _error(capsys, base + data + settings("lora.rank=0"))
+    assert "gdsd has no option rho" in _error(capsys, base + data + settings("gdsd.rho=1"))
+
+
+def test_invalid_data_file_writes_nothing(capsys, llada_dir, gsm8k_files, tmp_path):
+    train, _ = gsm8k_files
+    broken = tmp_path / "broken.jsonl"
+    broken.write_text('{"question": "no answer field"}\n')
+    message = _error(capsys, [
+        "--family", "llada", "--model", llada_dir, "--methods", "gdsd", "--tasks", "gsm8k",
+        "--data", f"gsm8k.train={train}", "--data", f"gsm8k.test={broken}",
+        "--output-dir", str(tmp_path / "reports"), "--run-id", "broken",
+    ])
+    assert f"{broken}:1" in message
+    assert not (tmp_path / "reports").exists()
 
 
 def test_checkpoint_options_need_family(capsys, llada_dir):
     assert "--model needs --family" in _error(capsys, ["--model", llada_dir])
     assert "--data needs --family" in _error(capsys, ["--data", "gsm8k.train=x.jsonl"])
-    assert "--set sampler.* needs --family" in _error(capsys, _settings("sampler.steps=4"))
-    assert "rl has no field 'stpes'" in _error(capsys, _settings("rl.stpes=4"))
+    assert "--set sampler.* needs --family" in _error(capsys, settings("sampler.steps=4"))
+    assert "rl has no field 'stpes'" in _error(capsys, settings("rl.stpes=4"))
 
 
 def test_batch_split_over_processes(capsys, llada_dir, gsm8k_files, monkeypatch):
@@ -214,7 +202,7 @@ def test_code_file_format_detected(tmp_path):
         "task_id": "Test/0", "prompt": "def f(x):\n", "canonical_solution": "    return 2 * x\n",
         "test": "def check(candidate):\n    assert candidate(2) == 4\n", "entry_point": "f",
     }
-    from_humaneval = checkpoint_run.TASK_DATA["code"].loader(_write_jsonl(tmp_path / "he.jsonl", [humaneval]))
-    from_mbpp = checkpoint_run.TASK_DATA["code"].loader(_write_jsonl(tmp_path / "mbpp.jsonl", MBPP))
+    from_humaneval = checkpoint_run.TASK_DATA["code"].loader(write_jsonl(tmp_path / "he.jsonl", [humaneval]))
+    from_mbpp = checkpoint_run.TASK_DATA["code"].loader(write_jsonl(tmp_path / "mbpp.jsonl", MBPP))
     assert from_humaneval[0].meta["entry_point"] == "f"
     assert from_mbpp[0].meta["tests"] == tuple(MBPP[0]["test_cases"])
