@@ -585,7 +585,7 @@ def test_gsm8k_loader_round_trip(task, tmp_path):
     [
         ('{"question": "q", "answer": "#### 1"', ':2: invalid JSON'),
         ('["q", "#### 1"]', ":2: expected a JSON object with fields question, answer"),
-        ('{"question": "q"}', ':2: missing field "answer"; expected question, answer'),
+        ('{"question": "q"}', ':2: missing field "answer"; expected fields question, answer'),
         ('{"answer": "#### 1"}', ':2: missing field "question"'),
         ('{"question": "q", "answer": 1}', ':2: field "answer" must be a string'),
         ('{"question": "q", "answer": "it is 5"}', ':2: field "answer" has no final "#### N" line'),
@@ -638,7 +638,7 @@ def test_math500_loader_round_trip(task, tmp_path):
         ("not json", ":1: invalid JSON"),
         (
             '{"problem": "p", "answer": "1"}',
-            ':1: missing field "solution"; expected problem, solution, answer',
+            ':1: missing field "solution"; expected fields problem, solution, answer',
         ),
         ('{"problem": "p", "solution": "s", "answer": "  "}', ':1: field "answer" is empty'),
         ('{"problem": "p", "solution": "s", "answer": 2}', ':1: field "answer" must be a string'),

@@ -463,8 +463,8 @@ def test_countdown_jsonl_loaded_reward(countdown, tmp_path):
     ("line", "message"),
     [
         ('{"input": "30,100,93", "output": "23"', r":2: invalid JSON"),
-        ('["30,100,93", "23"]', r":2: expected an object"),
-        ('{"input": "30,100,93"}', r":2: expected an object"),
+        ('["30,100,93", "23"]', r":2: expected a JSON object with fields input, output"),
+        ('{"input": "30,100,93"}', r':2: missing field "output"; expected fields input, output'),
         ('{"input": "30,100", "output": "23"}', r":2: input '30,100' has 2 numbers"),
         ('{"input": "30,100,93,4", "output": "23"}', r":2: input .* has 4 numbers"),
         ('{"input": "30,abc,93", "output": "23"}', r":2: number 'abc' is not"),

@@ -2,13 +2,43 @@
 
 from __future__ import annotations
 
+import gzip
 import hashlib
+import json
 import random
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 SPLITS = ("train", "test")
+
+
+def read_jsonl(path: str | Path, fields: Sequence[str]) -> list[tuple[str, dict]]:
+    """Return ("file:line", record) for each non-blank line of a JSON-lines file (gzipped if `.gz`).
+
+    Raises ValueError naming the file and line for invalid JSON, a line that is not an object,
+    or a record without one of `fields`.
+    """
+    path = Path(path)
+    opener = gzip.open if path.suffix == ".gz" else open
+    records = []
+    with opener(path, "rt", encoding="utf-8") as file:
+        for line_number, line in enumerate(file, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{where}: invalid JSON ({error.msg})") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{where}: expected a JSON object with fields {', '.join(fields)}")
+            missing = next((name for name in fields if name not in record), None)
+            if missing is not None:
+                raise ValueError(f'{where}: missing field "{missing}"; expected fields {", ".join(fields)}')
+            records.append((where, record))
+    return records
 
 
 @dataclass(frozen=True)

@@ -30,16 +30,14 @@ from __future__ import annotations
 import ast
 import collections
 import functools
-import gzip
 import importlib.resources
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
 
 from benchmarks.sandbox import SandboxLimits, run_tests
-from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean
+from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean, read_jsonl
 
 # Generated problems
 
@@ -400,7 +398,7 @@ def load_humaneval(path: str | Path | None = None) -> list[Problem]:
 
 def _load_humaneval_file(path: Path) -> list[Problem]:
     problems = []
-    for where, record in _read_jsonl(path, HUMANEVAL_FIELDS):
+    for where, record in read_jsonl(path, HUMANEVAL_FIELDS):
         for name in HUMANEVAL_FIELDS:
             if not isinstance(record[name], str):
                 raise ValueError(f'{where}: field "{name}" must be a string')
@@ -434,7 +432,7 @@ def load_mbpp_jsonl(path: str | Path) -> list[Problem]:
     """
     path = Path(path)
     problems = []
-    for where, record in _read_jsonl(path, MBPP_FIELDS):
+    for where, record in read_jsonl(path, MBPP_FIELDS):
         question, test_cases = record["question"], record["test_cases"]
         if not isinstance(question, str) or not question.strip():
             raise ValueError(f'{where}: field "question" must be a non-empty string')
@@ -453,25 +451,3 @@ def load_mbpp_jsonl(path: str | Path) -> list[Problem]:
             )
         )
     return problems
-
-
-def _read_jsonl(path: Path, fields: Sequence[str]):
-    """Yield ("file:line", record) for each non-blank line; records must contain `fields`."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rt", encoding="utf-8") as file:
-        for line_number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{where}: expected a JSON object with fields {', '.join(fields)}")
-            for name in fields:
-                if name not in record:
-                    raise ValueError(
-                        f'{where}: missing field "{name}"; expected fields {", ".join(fields)}'
-                    )
-            yield where, record

@@ -12,14 +12,13 @@ exact fractions.
 from __future__ import annotations
 
 import ast
-import json
 import operator
 import random
 from fractions import Fraction
 from pathlib import Path
 from typing import Sequence, Union
 
-from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean
+from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean, read_jsonl
 
 NUMBER_COUNT = 3
 MIN_NUMBER, MAX_NUMBER = 1, 100
@@ -233,26 +232,15 @@ def load_countdown_jsonl(path: str | Path) -> list[Problem]:
     ValueError naming the file and line for invalid JSON, a missing field, or a number or target
     outside the ranges this task supports.
     """
-    path = Path(path)
     problems = []
-    with path.open(encoding="utf-8") as file:
-        for line_number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            numbers, target = _parse_record(line, f"{path}:{line_number}")
-            problems.append(make_problem(numbers, target, answer=""))
+    for where, record in read_jsonl(path, ("input", "output")):
+        numbers, target = _parse_record(record, where)
+        problems.append(make_problem(numbers, target, answer=""))
     return problems
 
 
-def _parse_record(line: str, where: str) -> tuple[tuple[int, ...], int]:
-    """Validate one JSON line; `where` is the "file:line" prefix of error messages."""
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: invalid JSON ({error.msg})") from None
-    if not isinstance(record, dict) or not {"input", "output"} <= record.keys():
-        raise ValueError(f'{where}: expected an object with "input" and "output" fields')
-
+def _parse_record(record: dict, where: str) -> tuple[tuple[int, ...], int]:
+    """Validate the numbers and target of one record; `where` is the "file:line" prefix of error messages."""
     fields = str(record["input"]).split(",")
     if len(fields) != NUMBER_COUNT:
         raise ValueError(

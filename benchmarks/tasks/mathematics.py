@@ -47,7 +47,6 @@ math-verify, which the generated problems never call.
 from __future__ import annotations
 
 import functools
-import json
 import random
 import re
 import threading
@@ -57,7 +56,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean
+from benchmarks.tasks.base import GeneratedTask, Problem, check_batch, mean, read_jsonl
 
 TEST_FRACTION = 0.1
 
@@ -625,28 +624,10 @@ def load_math500_jsonl(path: str | Path) -> list[Problem]:
 
 
 def _read_records(path: str | Path, fields: Sequence[str]) -> list[tuple[str, dict]]:
-    """Return ("file:line", record) for each non-blank JSON line, checking string `fields`."""
-    path = Path(path)
-    records = []
-    with path.open(encoding="utf-8") as file:
-        for line_number, line in enumerate(file, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            records.append((where, _parse_record(line, fields, where)))
+    """Return ("file:line", record) for each non-blank JSON line, whose `fields` must be strings."""
+    records = read_jsonl(path, fields)
+    for where, record in records:
+        for name in fields:
+            if not isinstance(record[name], str):
+                raise ValueError(f'{where}: field "{name}" must be a string')
     return records
-
-
-def _parse_record(line: str, fields: Sequence[str], where: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{where}: invalid JSON ({error.msg})") from None
-    if not isinstance(record, dict):
-        raise ValueError(f"{where}: expected a JSON object with fields {', '.join(fields)}")
-    for name in fields:
-        if name not in record:
-            raise ValueError(f'{where}: missing field "{name}"; expected {", ".join(fields)}')
-        if not isinstance(record[name], str):
-            raise ValueError(f'{where}: field "{name}" must be a string')
-    return record
