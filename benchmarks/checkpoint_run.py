@@ -25,10 +25,11 @@ from typing import Any, Callable, Sequence
 import torch
 
 from benchmarks.distributed import Distributed
-from benchmarks.recipes import TASKS_WITH_RECIPES, LoraSettings, Recipe, load_recipe
+from benchmarks.recipes import TASKS_WITH_RECIPES, TYPE_NAMES, LoraSettings, Recipe, load_recipe
 from benchmarks.rl import RLConfig
 from benchmarks.sampler import SamplerConfig
 from benchmarks.tasks import (
+    SPLITS,
     Problem,
     Task,
     get_task,
@@ -41,7 +42,6 @@ from benchmarks.tasks import (
 )
 from divergences import get_divergence
 
-SPLITS = ("train", "test")
 # Classes of the settings that `--set SECTION.FIELD=VALUE` changes in every recipe.
 SECTIONS: dict[str, type] = {"rl": RLConfig, "sampler": SamplerConfig, "lora": LoraSettings}
 DEFAULT_EVAL_BATCH_SIZE = 16
@@ -135,11 +135,8 @@ def check_section_overrides(sections: dict[str, dict[str, Any]]) -> None:
             expected = hints[field]
             accepted = (int, float) if expected is float else expected
             if isinstance(value, bool) or not isinstance(value, accepted):
-                raise ValueError(f"invalid value {value!r} for {section}.{field}: expected {_type_name(expected)}")
-
-
-def _type_name(expected: type) -> str:
-    return {int: "an integer", float: "a number", str: "a string"}.get(expected, getattr(expected, "__name__", str(expected)))
+                expected_name = TYPE_NAMES.get(expected, getattr(expected, "__name__", str(expected)))
+                raise ValueError(f"invalid value {value!r} for {section}.{field}: expected {expected_name}")
 
 
 def apply_overrides(
