@@ -2,8 +2,8 @@
 
 The completion starts fully masked and is split into blocks that are filled left to right. Each
 block gets `steps / num_blocks` denoising steps. At every step the denoiser predicts all
-positions, a token is drawn at each masked position (after temperature and top-p), and the most
-confident masked positions of the current block are committed. Two algorithms differ in how
+positions, a token is drawn at each masked position of the current block (after temperature and
+top-p), and the most confident of them are committed. Two algorithms differ in how
 many positions a step commits and what confidence means:
 
 - "low_confidence" (LLaDA): the schedule spreads a block's masks evenly over its steps, the
@@ -100,22 +100,33 @@ def top_p_filter(logits: Tensor, top_p: float) -> Tensor:
 Generators = Union[torch.Generator, Sequence[torch.Generator], None]
 
 
-def sample_tokens(logits: Tensor, temperature: float, generator: Generators) -> Tensor:
+def sample_tokens(
+    logits: Tensor, temperature: float, generator: Generators, window: tuple[int, int] | None = None
+) -> Tensor:
     """Draw one token per position from softmax(logits / temperature); argmax when temperature is 0.
 
     The Gumbel noise is computed in float64: in low precision the perturbed scores tie and
-    sampling degrades towards greedy decoding.
+    sampling degrades towards greedy decoding. With `window = (start, length)`, `logits` [b, w, V]
+    are positions start .. start + w of a sequence of `length`. The noise is then drawn for the
+    whole sequence, so a generator gives the same tokens whatever window is sampled, and only the
+    window's part is kept.
     """
     if temperature == 0:
         return logits.argmax(dim=-1)
+    shape, keep = logits.shape[1:], slice(None)  # the noise of one row, and the part kept
+    if window is not None:
+        start, length = window
+        shape, keep = (length, *logits.shape[2:]), slice(start, start + logits.shape[1])
     if isinstance(generator, Sequence):
         if len(generator) != logits.shape[0]:
             raise ValueError(f"got {len(generator)} generators for {logits.shape[0]} rows; pass one per row")
+        # One row at a time, so only one row's full-length noise exists at once.
         uniform = torch.stack(
-            [torch.rand(logits.shape[1:], dtype=torch.float64, device=logits.device, generator=g) for g in generator]
+            [torch.rand(shape, dtype=torch.float64, device=logits.device, generator=g)[keep] for g in generator]
         )
     else:
-        uniform = torch.rand(logits.shape, dtype=torch.float64, device=logits.device, generator=generator)
+        uniform = torch.rand((logits.shape[0], *shape), dtype=torch.float64, device=logits.device, generator=generator)
+        uniform = uniform[:, keep]
     gumbel = -torch.log(-torch.log(uniform.clamp_min(1e-300)))
     return (logits.double() + temperature * gumbel).argmax(dim=-1)
 
@@ -130,7 +141,9 @@ def generate(
 ) -> Tensor:
     """Sample completions for a batch of prompts; returns completion ids [b, gen_length].
 
-    The mask token is never drawn, so no mask is left when the last step has run.
+    The mask token is never drawn, so no mask is left when the last step has run. Only the
+    current block's logits are filtered, sampled and scored, so the float64 work scales with the
+    block length, not with the prompt and completion length.
     """
     batch_size, prompt_length = prompt_ids.shape
     mask_id = denoiser.mask_token_id
@@ -139,22 +152,19 @@ def generate(
     x = torch.cat([prompt_ids, completion], dim=1)  # [b, p + l]
     attention_mask = torch.cat([prompt_mask, torch.ones_like(completion)], dim=1)
     steps_per_block = config.steps // config.num_blocks
-    positions = torch.arange(x.shape[1], device=device)
 
     for block in range(config.num_blocks):
         start = prompt_length + block * config.block_length
-        in_block = (positions >= start) & (positions < start + config.block_length)  # [p + l]
-        schedule = transfer_schedule((x[:, in_block] == mask_id).sum(dim=1), steps_per_block)  # [b, steps]
+        window = slice(start, start + config.block_length)
+        schedule = transfer_schedule((x[:, window] == mask_id).sum(dim=1), steps_per_block)  # [b, steps]
 
         for step in range(steps_per_block):
-            masked = (x == mask_id) & in_block  # [b, p + l]
-            logits = denoiser(x, attention_mask)  # [b, p + l, V]
-            # TODO: draw and score only the current block's positions. The float64 noise and softmax
-            # below span every position, which costs memory at real-model vocabulary and length.
+            masked = x[:, window] == mask_id  # [b, B]
+            logits = denoiser(x, attention_mask)[:, window]  # [b, B, V]
             logits[..., mask_id] = float("-inf")
             if config.temperature > 0:
                 logits = top_p_filter(logits, config.top_p)
-            drawn = sample_tokens(logits, config.temperature, generator)  # [b, p + l]
+            drawn = sample_tokens(logits, config.temperature, generator, (start, x.shape[1]))  # [b, B]
             if config.algorithm == "entropy":
                 count = entropy_transfer_count(masked.sum(dim=1), step, steps_per_block)  # [b]
                 confidence = _negative_entropy(logits, config.temperature)
@@ -164,13 +174,14 @@ def generate(
                 confidence = probs.gather(-1, drawn[..., None]).squeeze(-1)
             confidence = torch.where(masked, confidence, float("-inf"))
 
-            # Commit the k most confident masked positions of each row, k varying per row.
+            # Commit the k most confident masked positions of each row, k varying per row. Among
+            # equal confidences the earlier position goes first (a stable sort, unlike topk).
             if int(count.max()) == 0:
                 continue
-            top = confidence.topk(int(count.max()), dim=1).indices  # [b, k_max]
+            top = confidence.sort(dim=1, descending=True, stable=True).indices[:, : int(count.max())]  # [b, k_max]
             keep = torch.arange(top.shape[1], device=device)[None, :] < count[:, None]
             commit = torch.zeros_like(masked).scatter_(1, top, keep)
-            x = torch.where(commit, drawn, x)
+            x[:, window] = torch.where(commit, drawn, x[:, window])
 
     return x[:, prompt_length:]
 

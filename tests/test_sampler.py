@@ -79,6 +79,20 @@ def test_gumbel_sampling_matches_softmax():
     assert torch.allclose(frequencies, torch.tensor([0.7, 0.2, 0.1], dtype=torch.float64), atol=0.015)
 
 
+def test_window_draw_matches_full_draw():
+    logits = torch.randn(3, 10, 5, generator=torch.Generator().manual_seed(1))
+
+    def generators():
+        return [torch.Generator().manual_seed(row) for row in range(3)]
+
+    full = sample_tokens(logits, temperature=1.0, generator=generators())
+    window = sample_tokens(logits[:, 4:7], temperature=1.0, generator=generators(), window=(4, 10))
+    single = sample_tokens(logits[:, 4:7], 1.0, torch.Generator().manual_seed(2), window=(4, 10))
+
+    assert torch.equal(window, full[:, 4:7])
+    assert torch.equal(single, sample_tokens(logits, 1.0, torch.Generator().manual_seed(2))[:, 4:7])
+
+
 def test_gumbel_temperature_sharpens():
     logits = torch.log(torch.tensor([[0.6, 0.4]])).expand(20000, 2)
     drawn = sample_tokens(logits, temperature=0.5, generator=torch.Generator().manual_seed(0))
