@@ -550,3 +550,14 @@ def test_mbpp_invalid(tmp_path, record, message):
     write_jsonl(path, [json.dumps(MBPP_RECORDS[1]), record])
     with pytest.raises(ValueError, match=re.escape(str(path)) + message):
         load_mbpp_jsonl(path)
+
+
+def test_parse_warning_stays_silent():
+    import warnings
+
+    from benchmarks.tasks.coding import _parse
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a SyntaxWarning would fail the parse and the test
+        tree = _parse("x = 1if True else 2")
+    assert tree is not None

@@ -32,6 +32,7 @@ import collections
 import functools
 import importlib.resources
 import random
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, NamedTuple, Sequence
@@ -233,7 +234,10 @@ def extract_code(completion: str) -> str | None:
 def _parse(program: str) -> ast.Module | None:
     """Parse `program` without running it; None if it is not valid Python."""
     try:
-        return ast.parse(program)
+        with warnings.catch_warnings():
+            # Model text such as `1if x` makes the parser warn on stderr; the text is only data here.
+            warnings.simplefilter("ignore", SyntaxWarning)
+            return ast.parse(program)
     except (SyntaxError, ValueError):  # ValueError: a null byte in the text
         return None
     except (RecursionError, MemoryError):  # deeply nested expressions can exhaust the parser
