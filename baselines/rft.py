@@ -58,11 +58,13 @@ def train_rft(
     on_step: Callable[[dict], None] | None = None,
     on_checkpoint: CheckpointCallback | None = None,
     distributed: Distributed = SINGLE_PROCESS,
+    sample_batch_size: int | None = None,
 ) -> tuple[Denoiser, list[dict]]:
     """Fine-tune a copy of `base` on its own best completions; returns the policy and one log record per step.
 
     A step that keeps no completion takes no update and logs `loss` and `grad_norm` as None.
-    Records carry the cumulative budget and checkpoints work as in `benchmarks.rl.train_policy`.
+    Records carry the cumulative budget, and checkpoints and `sample_batch_size` work as in
+    `benchmarks.rl.train_policy`.
     NOTE: in a data-parallel run the masks of the diffusion loss are drawn per process, and the
     gradient averages the processes' means, so RFT is not identical to a single-process run.
     """
@@ -74,7 +76,10 @@ def train_rft(
         for step in tqdm(range(1, config.steps + 1), desc=f"{RFT_NAME} on {task.name}", disable=not progress):
             record = {
                 "step": step,
-                **_rft_step(policy, trained, optimizer, task, config, rollout_sampler, train_problems, generator, budget, distributed),
+                **_rft_step(
+                    policy, trained, optimizer, task, config, rollout_sampler, train_problems, generator, budget,
+                    distributed, sample_batch_size,
+                ),
             }
             log_step(record, budget, logs, on_step, distributed)
             if on_checkpoint is not None and is_checkpoint(step, config):
@@ -84,13 +89,16 @@ def train_rft(
     return policy.eval(), logs
 
 
-def _rft_step(policy, trained, optimizer, task, config, rollout_sampler, train_problems, generator, budget: Budget, distributed) -> dict:
+def _rft_step(
+    policy, trained, optimizer, task, config, rollout_sampler, train_problems, generator, budget: Budget, distributed,
+    sample_batch_size,
+) -> dict:
     """Take one RFT step and return its metrics."""
     started = time.perf_counter()
 
     # 1. Rollout, drawn in the same order from the same generator as the RL loop.
     rollout, rewards = draw_step_rollout(
-        trained, task, train_problems, config, rollout_sampler, generator, distributed.shard
+        trained, task, train_problems, config, rollout_sampler, generator, distributed.shard, sample_batch_size
     )
     budget.rollouts += len(rewards)
     budget.scored += len(rewards)

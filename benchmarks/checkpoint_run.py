@@ -44,7 +44,7 @@ from divergences import get_divergence
 
 # Classes of the settings that `--set SECTION.FIELD=VALUE` changes in every recipe.
 SECTIONS: dict[str, type] = {"rl": RLConfig, "sampler": SamplerConfig, "lora": LoraSettings}
-DEFAULT_EVAL_BATCH_SIZE = 16
+DEFAULT_SAMPLE_BATCH_SIZE = 16
 
 
 def _load_code_file(path: str) -> list[Problem]:

@@ -27,9 +27,17 @@ def sample_texts(
     prompts: Sequence[str],
     sampler: SamplerConfig,
     generator: Generators = None,
+    prompt_width: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
-    """Sample one completion per prompt; returns prompt ids, prompt mask, completion ids and texts."""
+    """Sample one completion per prompt; returns prompt ids, prompt mask, completion ids and texts.
+
+    With `prompt_width` the prompts are left-padded to at least that many tokens.
+    """
     prompt_ids, prompt_mask = denoiser.encode_prompts(prompts, task)
+    if prompt_width is not None and prompt_ids.shape[1] < prompt_width:
+        extra = prompt_width - prompt_ids.shape[1]
+        prompt_ids = torch.nn.functional.pad(prompt_ids, (extra, 0), value=denoiser.pad_token_id)
+        prompt_mask = torch.nn.functional.pad(prompt_mask, (extra, 0), value=0)
     completion_ids = generate(denoiser, prompt_ids, prompt_mask, sampler, generator)
     return prompt_ids, prompt_mask, completion_ids, denoiser.decode_completions(completion_ids)
 

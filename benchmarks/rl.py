@@ -72,16 +72,34 @@ def draw_rollout(
     group_size: int,
     sampler: SamplerConfig,
     generator: Generators,
+    prompt_width: int | None = None,
+    batch_size: int | None = None,
 ) -> tuple[Rollout, torch.Tensor, list[str]]:
     """Sample `group_size` completions per problem. Returns the rollout, rewards [n] and texts.
 
-    `generator` is one generator for the batch or one per completion row.
+    `generator` is one generator for the batch or one per completion row. `prompt_width` is the
+    least padded prompt width (see `sample_texts`). With `batch_size`, the sampler is called on
+    at most that many rows at a time. This needs one generator per row, and gives the same
+    completions as one call.
     """
     grouped = [problem for problem in problems for _ in range(group_size)]
+    prompts = [problem.prompt for problem in grouped]
     policy.eval()
-    prompt_ids, prompt_mask, completion_ids, texts = sample_texts(
-        policy, task, [p.prompt for p in grouped], sampler, generator
-    )
+    if batch_size is None or batch_size >= len(prompts):
+        prompt_ids, prompt_mask, completion_ids, texts = sample_texts(
+            policy, task, prompts, sampler, generator, prompt_width
+        )
+    else:
+        if not isinstance(generator, Sequence):
+            raise ValueError("sampling in chunks of batch_size rows needs one generator per row")
+        # Every chunk pads to one width, so the chunks concatenate and each row samples as in one call.
+        width = max(prompt_width or 0, policy.encode_prompts(prompts, task)[0].shape[1])
+        chunks = [
+            sample_texts(policy, task, prompts[start : start + batch_size], sampler, generator[start : start + batch_size], width)
+            for start in range(0, len(prompts), batch_size)
+        ]
+        prompt_ids, prompt_mask, completion_ids = (torch.cat([chunk[part] for chunk in chunks]) for part in range(3))
+        texts = [text for chunk in chunks for text in chunk[3]]
     rewards = torch.tensor(task.rewards(grouped, texts), dtype=torch.float32, device=completion_ids.device)
     rollout = Rollout(prompt_ids, prompt_mask, completion_ids, eos_mask(completion_ids, policy.eos_token_id))
     return rollout, rewards, texts
@@ -106,13 +124,14 @@ def draw_step_rollout(
     sampler: SamplerConfig,
     generator: torch.Generator,
     shard: Shard = Shard(),
+    batch_size: int | None = None,
 ) -> tuple[Rollout, torch.Tensor]:
     """Draw one step's prompts and their grouped completions. Returns the rollout and rewards [n].
 
     Every method draws from the same generator in the same order, so equal seeds give equal
     prompts. The prompts and one sampling seed per completion row are drawn for the whole step;
     `shard` then keeps this process's block of whole groups, so each row is sampled the same way
-    whatever the number of processes.
+    whatever the number of processes. `batch_size` bounds the rows per sampler call.
     """
     check_batch_split(config.prompts_per_step, config.group_size, shard.world)
     index = torch.randint(0, len(train_problems), (config.prompts_per_step,), generator=generator)
@@ -122,7 +141,14 @@ def draw_step_rollout(
     problems = [train_problems[i] for i in index[shard.block(config.prompts_per_step)].tolist()]
     device = next(policy.parameters()).device
     row_generators = [torch.Generator(device=device).manual_seed(int(seed)) for seed in row_seeds[rows]]
-    rollout, rewards, _ = draw_rollout(policy, task, problems, config.group_size, sampler, row_generators)
+    # A row's sampling noise and estimator masks follow the padded prompt width, so every process
+    # pads to the width of the whole step's prompts, as a single process would.
+    prompt_width = None
+    if shard.world > 1:
+        prompt_width = policy.encode_prompts([train_problems[i].prompt for i in index.tolist()], task)[0].shape[1]
+    rollout, rewards, _ = draw_rollout(
+        policy, task, problems, config.group_size, sampler, row_generators, prompt_width, batch_size
+    )
     rollout.row_offset, rollout.global_rows = rows.start, total_rows
     return rollout, rewards
 
@@ -159,10 +185,13 @@ def train_policy(
     on_checkpoint: CheckpointCallback | None = None,
     distributed: Distributed = SINGLE_PROCESS,
     copy_base: bool = True,
+    sample_batch_size: int | None = None,
 ) -> tuple[Denoiser, list[dict]]:
     """Post-train a copy of `base` with `divergence`; returns the policy and one log record per step.
 
     With `copy_base` false, `base` is trained in place (see `start_training`).
+    `sample_batch_size` bounds the rows per sampler call in rollouts; the completions are the
+    same for any value.
 
     Each record contains the step's metrics and the run's cumulative budget (see
     `benchmarks.budget.Budget`), over all processes of a data-parallel run. Forward calls made
@@ -172,7 +201,9 @@ def train_policy(
         base, config, sampler, seed, distributed, copy_base
     )
     reference = _reference_for(policy, base) if divergence.uses_reference else None
-    step_context = _StepContext(task, config, rollout_sampler, train_problems, generator, Budget(), distributed, trained)
+    step_context = _StepContext(
+        task, config, rollout_sampler, train_problems, generator, Budget(), distributed, trained, sample_batch_size
+    )
     logs: list[dict] = []
 
     with count_forwards(step_context.budget, policy, reference):
@@ -198,6 +229,7 @@ class _StepContext:
     budget: Budget
     distributed: Distributed = SINGLE_PROCESS
     trained: torch.nn.Module | None = None  # the model to call for gradients (wrapped when parallel)
+    sample_batch_size: int | None = None  # most rows per sampler call in rollouts (None: all)
 
 
 def log_step(
@@ -225,7 +257,8 @@ def _divergence_step(policy, reference, optimizer, divergence, context: _StepCon
     distributed = context.distributed
     model = context.trained if context.trained is not None else policy
     rollout, rewards = draw_step_rollout(
-        model, context.task, context.train_problems, config, context.rollout_sampler, generator, distributed.shard
+        model, context.task, context.train_problems, config, context.rollout_sampler, generator, distributed.shard,
+        context.sample_batch_size,
     )
     budget.rollouts += len(rewards)
     budget.scored += len(rewards)

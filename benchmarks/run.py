@@ -102,13 +102,13 @@ class RunWriter:
         config: dict,
         log_samples: bool = False,
         distributed: Distributed = SINGLE_PROCESS,
-        eval_batch_size: int = 256,
+        sample_batch_size: int = 256,
     ):
         self.run_dir = run_dir
         self.config = config
         self.log_samples = log_samples
         self.distributed = distributed
-        self.eval_batch_size = eval_batch_size  # prompts per sampler call in evaluations
+        self.sample_batch_size = sample_batch_size  # most rows per sampler call, in rollouts and evaluations
         # Read once: a commit made while the run goes on must not be recorded as its code.
         self.commit = git_commit()
         self.evaluations: list[dict] = []
@@ -205,11 +205,11 @@ def trainer_for(method: str, overrides: dict | None = None) -> Callable:
 
 def _train_divergence(
     divergence, base, task, config, sampler, train_problems, seed, progress, on_checkpoint=None,
-    distributed=SINGLE_PROCESS, copy_base=True,
+    distributed=SINGLE_PROCESS, copy_base=True, sample_batch_size=None,
 ):
     return train_policy(
         base, task, divergence, config, sampler, train_problems, seed=seed, progress=progress,
-        on_checkpoint=on_checkpoint, distributed=distributed, copy_base=copy_base,
+        on_checkpoint=on_checkpoint, distributed=distributed, copy_base=copy_base, sample_batch_size=sample_batch_size,
     )
 
 
@@ -223,7 +223,7 @@ def run(
     overrides: dict[str, dict] | None = None,
     log_samples: bool = False,
     distributed: Distributed = SINGLE_PROCESS,
-    eval_batch_size: int = 256,
+    sample_batch_size: int = 256,
 ) -> Path:
     overrides = overrides or {}
     trainers = {name: trainer_for(name, overrides.get(name)) for name in methods}
@@ -239,7 +239,7 @@ def run(
         "primary_metrics": {name: get_task(name).primary_metric for name in tasks},
         "test_problems": preset.test_problems,
     }
-    writer = RunWriter(run_dir, config, log_samples, distributed, eval_batch_size)
+    writer = RunWriter(run_dir, config, log_samples, distributed, sample_batch_size)
     return run_to_completion(writer, lambda started: _run_tasks(writer, trainers, tasks, seeds, preset, progress, started))
 
 
@@ -270,7 +270,7 @@ def run_checkpoint(
     test: dict[str, list],
     run_dir: Path,
     progress: bool,
-    eval_batch_size: int = checkpoint_run.DEFAULT_EVAL_BATCH_SIZE,
+    sample_batch_size: int = checkpoint_run.DEFAULT_SAMPLE_BATCH_SIZE,
     save_adapters: bool = False,
     log_samples: bool = False,
     distributed: Distributed = SINGLE_PROCESS,
@@ -293,7 +293,7 @@ def run_checkpoint(
         "primary_metrics": {task: checkpoint_run.named_task(task).primary_metric for task in tasks},
         "test_problems": {task: len(problems) for task, problems in test.items()},
     }
-    writer = RunWriter(run_dir, config, log_samples, distributed, eval_batch_size)
+    writer = RunWriter(run_dir, config, log_samples, distributed, sample_batch_size)
     return run_to_completion(
         writer, lambda started: _run_checkpoint_tasks(writer, recipes, model, family, seeds, train, test, progress, save_adapters, started)
     )
@@ -354,7 +354,7 @@ def evaluate_base(writer, task, base, test, sampler, seeds, progress) -> None:
     """Evaluate the base once and record it for every seed (it is deterministic at temperature 0)."""
     phase = time.perf_counter()
     result = evaluate(
-        base, task, test, sampler, writer.eval_batch_size, progress, f"evaluate {BASE_NAME} on {task.name}",
+        base, task, test, sampler, writer.sample_batch_size, progress, f"evaluate {BASE_NAME} on {task.name}",
         writer.distributed,
     )
     for seed in seeds:
@@ -370,7 +370,7 @@ def run_one(writer, trainer, task, method, seed, base, sampler, train, test, rl,
     def evaluate_checkpoint(step: int, policy) -> None:
         phase = time.perf_counter()
         result = evaluate(
-            policy, task, test, sampler, writer.eval_batch_size, description=f"evaluate {method} at step {step}",
+            policy, task, test, sampler, writer.sample_batch_size, description=f"evaluate {method} at step {step}",
             distributed=writer.distributed,
         )
         writer.add_evaluation(task, method, seed, step, test, result, final=False)
@@ -381,14 +381,14 @@ def run_one(writer, trainer, task, method, seed, base, sampler, train, test, rl,
     phase = time.perf_counter()
     policy, logs = trainer(
         base, task, rl, sampler, train, seed=seed, progress=progress, on_checkpoint=evaluate_checkpoint,
-        distributed=writer.distributed,
+        distributed=writer.distributed, sample_batch_size=writer.sample_batch_size,
     )
     writer.metrics += [{"task": task.name, "method": method, "seed": seed, **entry} for entry in logs]
     checkpoint_seconds = writer.wall_seconds.get(f"{task.name}/{method}/seed{seed}/checkpoints", 0.0)
     writer.wall_seconds[f"{task.name}/{method}/seed{seed}/train"] = time.perf_counter() - phase - checkpoint_seconds
     phase = time.perf_counter()
     result = evaluate(
-        policy, task, test, sampler, writer.eval_batch_size, progress, f"evaluate {method} on {task.name}",
+        policy, task, test, sampler, writer.sample_batch_size, progress, f"evaluate {method} on {task.name}",
         writer.distributed,
     )
     writer.wall_seconds[f"{task.name}/{method}/seed{seed}/evaluate"] = time.perf_counter() - phase
@@ -431,8 +431,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write every evaluation's prompts, completions, parsed answers and rewards to samples/<task>/*.jsonl",
     )
     parser.add_argument("--test-problems", type=int, help="evaluate on the first N test problems of each task")
-    parser.add_argument("--eval-batch-size", type=int, help="prompts per sampler call in evaluations "
-                        f"(default: 256 for the tiny model, {checkpoint_run.DEFAULT_EVAL_BATCH_SIZE} with --family)")
+    parser.add_argument(
+        "--sample-batch-size", type=int,
+        help="most completions per sampler call, in rollouts and evaluations; results do not depend on it "
+        f"(default: 256 for the tiny model, {checkpoint_run.DEFAULT_SAMPLE_BATCH_SIZE} with --family)",
+    )
     checkpoint = parser.add_argument_group("real checkpoints (all need --family)")
     checkpoint.add_argument("--family", help=f"model family of the checkpoint: {', '.join(FAMILIES)}")
     checkpoint.add_argument("--model", help="checkpoint directory or hub id (default: the recipes' model)")
@@ -476,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _check_positive(args: argparse.Namespace) -> None:
-    for name in ("test_problems", "eval_batch_size"):
+    for name in ("test_problems", "sample_batch_size"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
@@ -513,7 +516,7 @@ def _plan_tiny_run(args: argparse.Namespace) -> Callable:
     def start(run_dir: Path, progress: bool, distributed: Distributed) -> Path:
         return run(
             methods, tasks, seeds, preset, run_dir, progress, overrides, args.log_samples, distributed,
-            eval_batch_size=args.eval_batch_size or 256,
+            sample_batch_size=args.sample_batch_size or 256,
         )
 
     return start
@@ -549,7 +552,7 @@ def _plan_checkpoint_run(args: argparse.Namespace) -> Callable:
     def start(run_dir: Path, progress: bool, distributed: Distributed) -> Path:
         return run_checkpoint(
             recipes, model, args.family, seeds, data, train, test, run_dir, progress,
-            args.eval_batch_size or checkpoint_run.DEFAULT_EVAL_BATCH_SIZE, args.save_adapters, args.log_samples,
+            args.sample_batch_size or checkpoint_run.DEFAULT_SAMPLE_BATCH_SIZE, args.save_adapters, args.log_samples,
             distributed,
         )
 

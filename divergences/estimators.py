@@ -78,8 +78,8 @@ class MeanFieldEstimator:
         mask_id = denoiser.mask_token_id
         logps = []
         for _ in range(self.draws):
-            # NOTE: the draw follows the padded prompt width, so shards agree only when every
-            # process pads to the same width (always for the tiny model's fixed-width prompts).
+            # The draw follows the padded prompt width, which is why a data-parallel step pads
+            # every process's prompts to one width (benchmarks.rl.draw_step_rollout).
             width = rollout.prompt_ids.shape[1]
             hide_prompt = torch.rand(rollout.total_rows, width, generator=generator)[rollout.rows] < self.p_mask_prompt
             hide_prompt = hide_prompt.to(rollout.prompt_mask.device) & rollout.prompt_mask.bool()

@@ -206,3 +206,28 @@ def test_code_file_format_detected(tmp_path):
     from_mbpp = checkpoint_run.TASK_DATA["code"].loader(write_jsonl(tmp_path / "mbpp.jsonl", MBPP))
     assert from_humaneval[0].meta["entry_point"] == "f"
     assert from_mbpp[0].meta["tests"] == tuple(MBPP[0]["test_cases"])
+
+
+def test_chunked_rollout_matches_one_call(tokenizer):
+    from benchmarks.rl import draw_rollout
+
+    torch.manual_seed(0)
+    config = TinyDLLMConfig(vocab_size=len(tokenizer), num_hidden_layers=1, mask_token_id=tokenizer.mask_token_id)
+    dllm = DiffusionLM(TinyLLaDA(config), tokenizer, LLADA)
+    task = checkpoint_run.named_task("countdown")
+    problems = task.problems("train", 3, seed=0)  # prompts of 12, 11 and 12 tokens
+    sampler = SamplerConfig(8, 8, 4, temperature=1.0)
+
+    def generators():
+        return [torch.Generator().manual_seed(row) for row in range(6)]
+
+    whole, whole_rewards, whole_texts = draw_rollout(dllm, task, problems, 2, sampler, generators())
+    # Chunks of one group each: the second one alone would pad to a narrower width.
+    chunked, chunked_rewards, chunked_texts = draw_rollout(dllm, task, problems, 2, sampler, generators(), batch_size=2)
+
+    assert torch.equal(chunked.prompt_ids, whole.prompt_ids)
+    assert torch.equal(chunked.completion_ids, whole.completion_ids)
+    assert torch.equal(chunked_rewards, whole_rewards)
+    assert chunked_texts == whole_texts
+    with pytest.raises(ValueError, match="needs one generator per row"):
+        draw_rollout(dllm, task, problems, 2, sampler, torch.Generator().manual_seed(0), batch_size=4)

@@ -11,6 +11,8 @@ import pytest
 
 from benchmarks.distributed import SINGLE_PROCESS, Shard, check_batch_split
 from benchmarks.evaluate import _interleave
+from benchmarks.tiny_dllms import TinyLLaDA
+from helpers import GSM8K_RECORDS, SMALL_RECIPE, save_tiny_dllm, settings, write_jsonl
 
 
 def test_shard_blocks_are_contiguous_and_cover():
@@ -52,13 +54,14 @@ def test_run_rejects_batch_that_does_not_split(monkeypatch, capsys):
     assert "does not split into whole groups over 3 processes" in capsys.readouterr().err
 
 
-def test_two_process_run_equals_one_process_run(tmp_path):
+def _run_one_and_two_processes(tmp_path, arguments: list[str]) -> tuple[list[dict], list[dict]]:
+    """Run `benchmarks.run` with `arguments` in one process and under a 2-process CPU launch.
+
+    Returns the per-step metrics of both runs.
+    """
     # The launcher that the accelerate dependency installs next to this interpreter.
     launcher = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    common = [
-        "-m", "benchmarks.run", "--methods", "gdsd,elbo_grpo", "--tasks", "sudoku", "--preset", "smoke",
-        "--no-rft", "--output-dir", str(tmp_path), "--no-progress",
-    ]
+    common = ["-m", "benchmarks.run", *arguments, "--output-dir", str(tmp_path), "--no-progress"]
     environment = {**os.environ, "DIVBENCH_CACHE": str(tmp_path / "cache")}
     environment.pop("WORLD_SIZE", None)
     subprocess.run([sys.executable, *common, "--run-id", "one"], check=True, env=environment, capture_output=True, timeout=600)
@@ -67,10 +70,10 @@ def test_two_process_run_equals_one_process_run(tmp_path):
          "--dynamo_backend", "no", "--cpu", *common, "--run-id", "two"],
         check=True, env=environment, capture_output=True, timeout=600,
     )
+    return tuple([json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("one", "two"))
 
-    one = [json.loads(line) for line in (tmp_path / "one" / "metrics.jsonl").read_text().splitlines()]
-    two = [json.loads(line) for line in (tmp_path / "two" / "metrics.jsonl").read_text().splitlines()]
-    assert len(one) == len(two) == 4
+
+def _assert_same_steps(one: list[dict], two: list[dict]) -> None:
     for single, parallel in zip(one, two):
         for key, value in single.items():
             if key == "seconds":
@@ -80,6 +83,32 @@ def test_two_process_run_equals_one_process_run(tmp_path):
                 assert parallel[key] == pytest.approx(value, rel=1e-5, abs=1e-6), (single["method"], single["step"], key)
             else:
                 assert parallel[key] == value, (single["method"], single["step"], key)
-        assert parallel["rollouts"] == single["rollouts"]
-    evaluations = [json.loads((tmp_path / run / "records.json").read_text())["evaluations"] for run in ("one", "two")]
-    assert [record["metrics"] for record in evaluations[0]] == [record["metrics"] for record in evaluations[1]]
+
+
+def _evaluation_metrics(tmp_path, run: str) -> list[dict]:
+    return [record["metrics"] for record in json.loads((tmp_path / run / "records.json").read_text())["evaluations"]]
+
+
+def test_two_process_run_equals_one_process_run(tmp_path):
+    one, two = _run_one_and_two_processes(
+        tmp_path, ["--methods", "gdsd,elbo_grpo", "--tasks", "sudoku", "--preset", "smoke", "--no-rft"]
+    )
+
+    assert len(one) == len(two) == 4
+    _assert_same_steps(one, two)
+    assert _evaluation_metrics(tmp_path, "one") == _evaluation_metrics(tmp_path, "two")
+
+
+def test_two_process_checkpoint_run_equals_one_process_run(tmp_path, tokenizer):
+    model = save_tiny_dllm(TinyLLaDA, tokenizer, tmp_path / "tiny-llada")
+    # Prompts of different lengths, so each process's own batch would pad to another width.
+    train = write_jsonl(tmp_path / "train.jsonl", GSM8K_RECORDS[:3] + [{"question": "1 + 1?", "answer": "#### 2"}])
+    test = write_jsonl(tmp_path / "test.jsonl", GSM8K_RECORDS[3:])
+    one, two = _run_one_and_two_processes(tmp_path, [
+        "--family", "llada", "--model", model, "--methods", "gdsd,elbo_grpo", "--tasks", "gsm8k",
+        "--data", f"gsm8k.train={train}", "--data", f"gsm8k.test={test}", *settings(*SMALL_RECIPE),
+    ])
+
+    assert len(one) == len(two) == 4
+    _assert_same_steps(one, two)
+    assert _evaluation_metrics(tmp_path, "one") == _evaluation_metrics(tmp_path, "two")
