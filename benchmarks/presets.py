@@ -43,9 +43,10 @@ PRESETS = {
     # cores from an empty checkpoint cache. It uses half the tiny rollout batch, 20 steps, a
     # checkpoint at step 10 and 128 test problems per task. Run it as
     #   python -m benchmarks.run --methods all --tasks all --seeds 0,1,2 --preset paper-tiny
-    # NOTE: the size is an estimate. One step of all ten methods at this batch took 6.5 s on
-    # sudoku, 5.9 s on countdown, 39.8 s on math and 20.4 s on code (2 idle cores), so RL takes
-    # about 73 minutes for three seeds, evaluations about 7 and pretraining about 25.
+    # NOTE: measured at 134 minutes on 2 cores from an empty checkpoint cache, over the 2-hour
+    # target (reports/20261205-paper-tiny). That is 23 minutes of pretraining, 100 of RL steps
+    # and 9 of evaluations. About 9 minutes of the RL steps were lost to other jobs on the same
+    # cores, so a quiet machine needs about 125. Math pretraining (15) and math RL (41) dominate.
     "paper-tiny": Preset(
         rl=RLConfig(steps=20, prompts_per_step=8, group_size=8, eval_every=10),
         test_problems=128,
