@@ -60,7 +60,7 @@ def results_block(run_dir: Path, link_prefix: str = "") -> str:
 
 
 def ordering_lines(summary: pd.DataFrame, tasks: list[str]) -> list[str]:
-    """Return one line per task that says whether the best GDSD method matches or beats the best
+    """Return one line per task: whether the best GDSD method matches or beats the best
     likelihood-based method on the final mean, and whether their intervals overlap.
 
     Tasks that lack either kind of method get no line.

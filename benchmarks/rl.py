@@ -108,7 +108,7 @@ def draw_rollout(
 def make_optimizer(policy: Denoiser, config: RLConfig) -> torch.optim.AdamW:
     """AdamW with the shared settings (betas 0.9, 0.99 as the d1 and GDSD recipes use).
 
-    Only trainable parameters are passed, so the frozen base under a LoRA adapter holds no state.
+    Only trainable parameters are passed, so the frozen base under a LoRA adapter gets no optimizer state.
     """
     trainable = [parameter for parameter in policy.parameters() if parameter.requires_grad]
     return torch.optim.AdamW(
@@ -229,7 +229,7 @@ class _StepContext:
     budget: Budget
     distributed: Distributed = SINGLE_PROCESS
     trained: torch.nn.Module | None = None  # the model to call for gradients (wrapped when parallel)
-    sample_batch_size: int | None = None  # most rows per sampler call in rollouts (None: all)
+    sample_batch_size: int | None = None  # maximum rows per sampler call in rollouts (None: all)
 
 
 def log_step(

@@ -108,7 +108,7 @@ class RunWriter:
         self.config = config
         self.log_samples = log_samples
         self.distributed = distributed
-        self.sample_batch_size = sample_batch_size  # most rows per sampler call, in rollouts and evaluations
+        self.sample_batch_size = sample_batch_size  # maximum rows per sampler call, in rollouts and evaluations
         # Read once: a commit made while the run goes on must not be recorded as its code.
         self.commit = git_commit()
         self.evaluations: list[dict] = []
@@ -433,7 +433,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--test-problems", type=int, help="evaluate on the first N test problems of each task")
     parser.add_argument(
         "--sample-batch-size", type=int,
-        help="most completions per sampler call, in rollouts and evaluations; results do not depend on it "
+        help="maximum completions per sampler call, in rollouts and evaluations; results do not depend on it "
         f"(default: 256 for the tiny model, {checkpoint_run.DEFAULT_SAMPLE_BATCH_SIZE} with --family)",
     )
     checkpoint = parser.add_argument_group("real checkpoints (all need --family)")
