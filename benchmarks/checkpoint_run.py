@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 import torch
 
 from benchmarks.distributed import Distributed
-from benchmarks.recipes import TASKS_WITH_RECIPES, TYPE_NAMES, LoraSettings, Recipe, load_recipe
+from benchmarks.recipes import TASKS_WITH_RECIPES, LoraSettings, Recipe, load_recipe, type_problem
 from benchmarks.rl import RLConfig
 from benchmarks.sampler import SamplerConfig
 from benchmarks.tasks import (
@@ -132,11 +132,9 @@ def check_section_overrides(sections: dict[str, dict[str, Any]]) -> None:
         for field, value in values.items():
             if field not in hints:
                 raise ValueError(f"{section} has no field {field!r}; valid fields: {', '.join(hints)}")
-            expected = hints[field]
-            accepted = (int, float) if expected is float else expected
-            if isinstance(value, bool) or not isinstance(value, accepted):
-                expected_name = TYPE_NAMES.get(expected, getattr(expected, "__name__", str(expected)))
-                raise ValueError(f"invalid value {value!r} for {section}.{field}: expected {expected_name}")
+            problem = type_problem(hints[field], value, f"{section}.{field}")
+            if problem is not None:
+                raise ValueError(problem)
 
 
 def apply_overrides(

@@ -75,9 +75,9 @@ def ordering_lines(summary: pd.DataFrame, tasks: list[str]) -> list[str]:
         best_gdsd = max(gdsd, key=lambda method: rows.final_mean[method])
         best_other = max(others, key=lambda method: rows.final_mean[method])
         first, second = rows.loc[best_gdsd], rows.loc[best_other]
-        holds = first.final_mean >= second.final_mean
-        verdict = "holds" if holds else "does not hold"
-        comparison = "≥" if holds else "<"
+        ordering_met = first.final_mean >= second.final_mean
+        verdict = "holds" if ordering_met else "does not hold"
+        comparison = "≥" if ordering_met else "<"
         overlap = first.final_ci_low <= second.final_ci_high and second.final_ci_low <= first.final_ci_high
         note = ", and their intervals overlap" if overlap else ", and their intervals do not overlap"
         if math.isnan(first.final_ci_low) or math.isnan(second.final_ci_low):

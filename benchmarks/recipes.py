@@ -217,13 +217,10 @@ class _RecipeFile:
         self.check_keys(name, values, field_names, kind)
         checked = {}
         for key in field_names:
-            expected = hints[key]
-            value = values[key]
-            accepted = (int, float) if expected is float else expected
-            if isinstance(value, bool) or not isinstance(value, accepted):
-                expected_name = TYPE_NAMES.get(expected, getattr(expected, "__name__", str(expected)))
-                raise self.error(f"invalid value {value!r} for {name}.{key}: expected {expected_name}", name, key)
-            checked[key] = float(value) if expected is float else value
+            problem = type_problem(hints[key], values[key], f"{name}.{key}")
+            if problem is not None:
+                raise self.error(problem, name, key)
+            checked[key] = float(values[key]) if hints[key] is float else values[key]
         return checked
 
     def construct(self, name: str, make: typing.Callable[[], Any], values: dict[str, Any]) -> Any:
@@ -240,6 +237,15 @@ class _RecipeFile:
         """Build dataclass `cls` from section `name`, with every field set and of the right type."""
         values = self.checked_section(name, cls, f"{cls.__name__} field")
         return self.construct(name, lambda: cls(**values), values)
+
+
+def type_problem(expected: type, value: Any, label: str) -> str | None:
+    """Return an error message if `value` is not of type `expected` (an int counts as a float), else None."""
+    accepted = (int, float) if expected is float else expected
+    if isinstance(value, bool) or not isinstance(value, accepted):
+        expected_name = TYPE_NAMES.get(expected, getattr(expected, "__name__", str(expected)))
+        return f"invalid value {value!r} for {label}: expected {expected_name}"
+    return None
 
 
 def _key_lines(node: yaml.Node | None, path: Path) -> dict[tuple[str, ...], int]:

@@ -73,8 +73,8 @@ def _run_one_and_two_processes(tmp_path, arguments: list[str]) -> tuple[list[dic
     return tuple([json.loads(line) for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()] for run in ("one", "two"))
 
 
-def _assert_same_steps(one: list[dict], two: list[dict]) -> None:
-    for single, parallel in zip(one, two):
+def _assert_same_steps(single_run: list[dict], parallel_run: list[dict]) -> None:
+    for single, parallel in zip(single_run, parallel_run):
         for key, value in single.items():
             if key == "seconds":
                 continue
@@ -90,12 +90,12 @@ def _evaluation_metrics(tmp_path, run: str) -> list[dict]:
 
 
 def test_two_process_run_equals_one_process_run(tmp_path):
-    one, two = _run_one_and_two_processes(
+    single, parallel = _run_one_and_two_processes(
         tmp_path, ["--methods", "gdsd,elbo_grpo", "--tasks", "sudoku", "--preset", "smoke", "--no-rft"]
     )
 
-    assert len(one) == len(two) == 4
-    _assert_same_steps(one, two)
+    assert len(single) == len(parallel) == 4
+    _assert_same_steps(single, parallel)
     assert _evaluation_metrics(tmp_path, "one") == _evaluation_metrics(tmp_path, "two")
 
 
@@ -104,11 +104,11 @@ def test_two_process_checkpoint_run_equals_one_process_run(tmp_path, tokenizer):
     # Prompts of different lengths, so each process's own batch would pad to another width.
     train = write_jsonl(tmp_path / "train.jsonl", GSM8K_RECORDS[:3] + [{"question": "1 + 1?", "answer": "#### 2"}])
     test = write_jsonl(tmp_path / "test.jsonl", GSM8K_RECORDS[3:])
-    one, two = _run_one_and_two_processes(tmp_path, [
+    single, parallel = _run_one_and_two_processes(tmp_path, [
         "--family", "llada", "--model", model, "--methods", "gdsd,elbo_grpo", "--tasks", "gsm8k",
         "--data", f"gsm8k.train={train}", "--data", f"gsm8k.test={test}", *settings(*SMALL_RECIPE),
     ])
 
-    assert len(one) == len(two) == 4
-    _assert_same_steps(one, two)
+    assert len(single) == len(parallel) == 4
+    _assert_same_steps(single, parallel)
     assert _evaluation_metrics(tmp_path, "one") == _evaluation_metrics(tmp_path, "two")
