@@ -40,15 +40,14 @@ TINY_PRETRAIN_OVERRIDES = {
 PRESETS = {
     "tiny": Preset(pretrain_overrides=TINY_PRETRAIN_OVERRIDES),
     # Every method on every task with three seeds, sized to finish within two hours on 2 CPU
-    # cores from an empty checkpoint cache. It uses half the tiny rollout batch, 20 steps, a
-    # checkpoint at step 10 and 128 test problems per task. Run it as
+    # cores from an empty checkpoint cache. It uses half the tiny rollout batch, 16 steps, a
+    # checkpoint at step 8 and 128 test problems per task. Run it as
     #   python -m benchmarks.run --methods all --tasks all --seeds 0,1,2 --preset paper-tiny
-    # NOTE: measured at 134 minutes on 2 cores from an empty checkpoint cache, over the 2-hour
-    # target (reports/20261205-paper-tiny). That is 23 minutes of pretraining, 100 of RL steps
-    # and 9 of evaluations. About 9 minutes of the RL steps were lost to other jobs on the same
-    # cores, so a quiet machine needs about 125. Math pretraining (15) and math RL (41) dominate.
+    # NOTE: 20 steps took 134 minutes (reports/20261205-paper-tiny): 23 of pretraining, 100 of RL
+    # steps and 9 of evaluations, about 9 of them lost to other jobs on the same cores. 16 steps
+    # bring the estimate to about 106 minutes on a quiet machine.
     "paper-tiny": Preset(
-        rl=RLConfig(steps=20, prompts_per_step=8, group_size=8, eval_every=10),
+        rl=RLConfig(steps=16, prompts_per_step=8, group_size=8, eval_every=8),
         test_problems=128,
         pretrain_overrides=TINY_PRETRAIN_OVERRIDES,
     ),
