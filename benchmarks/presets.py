@@ -43,9 +43,10 @@ PRESETS = {
     # cores from an empty checkpoint cache. It uses half the tiny rollout batch, 16 steps, a
     # checkpoint at step 8 and 128 test problems per task. Run it as
     #   python -m benchmarks.run --methods all --tasks all --seeds 0,1,2 --preset paper-tiny
-    # NOTE: 20 steps took 134 minutes (reports/20261205-paper-tiny): 23 of pretraining, 100 of RL
-    # steps and 9 of evaluations, about 9 of them lost to other jobs on the same cores. 16 steps
-    # bring the estimate to about 106 minutes on a quiet machine.
+    # Measured at 99 minutes on 2 quiet cores (reports/20261205-paper-tiny-16steps): 23 of
+    # pretraining, 65 of RL steps, 9 of evaluations and 3 outside these phases. Math pretraining
+    # (14) and math RL (34) dominate. With 20 steps it took 134 minutes
+    # (reports/20261205-paper-tiny).
     "paper-tiny": Preset(
         rl=RLConfig(steps=16, prompts_per_step=8, group_size=8, eval_every=8),
         test_problems=128,
